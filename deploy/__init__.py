@@ -1,0 +1,1 @@
+"""Moving models to the car and drives home, over OpenSSH and rsync."""

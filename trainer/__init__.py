@@ -1,0 +1,1 @@
+"""The workstation: data, training, hyperparameter search, reports, export."""

@@ -1,0 +1,42 @@
+"""``trainer``: the workstation's command line.
+
+Each subcommand lives in the module that does the work; that module's
+``add_commands(subparsers)`` registers it here. TensorFlow is imported only
+by the subcommands that train, so ``trainer data`` starts at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+from shared.cli import make_parser, run
+
+#: Modules with an ``add_commands(subparsers)`` function, in --help order.
+COMMAND_MODULES: list[str] = []
+
+EPILOG = """\
+examples:
+  trainer data import-donkey ../shared/data/donkeycar-tub drives/
+  trainer data stats drives/
+"""
+
+
+def build_parser():
+    parser = make_parser(
+        "trainer",
+        "Train, search, report on and export MaLPi drive models.",
+        EPILOG,
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
