@@ -21,7 +21,6 @@ places. The local rule runs inside Keras through ``PruningBoard.callback()``.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from shared.errors import SearchError
+from trainer.metrics import SCORE_WINDOW, seed_score
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,6 @@ RULES = ("asha", "median")
 DEFAULT_GRACE_EPOCHS = 3
 #: ASHA keeps the top 1/rf of the runs at each rung.
 DEFAULT_REDUCTION_FACTOR = 3
-#: Window of the running mean of validation accuracy (the search objective's).
-SCORE_WINDOW = 5
 #: The metric a trial reports per epoch on Ray, which Tune's schedulers read.
 RUNNING_METRIC = "running_score"
 
@@ -49,18 +47,14 @@ def running_scores(
 ) -> list[float]:
     """The running score after each epoch of one run.
 
-    Element ``e`` is the maximum, over epochs ``0..e``, of the mean of the
-    last ``window`` validation accuracies (fewer at the start), so the last
-    element equals the run's score under the search objective.
+    Element ``e`` is the search objective's score of the first ``e + 1``
+    epochs (``trainer.metrics.seed_score``), so the last element is the
+    run's score.
     """
-    scores: list[float] = []
-    best = -math.inf
-    for epoch in range(len(val_accuracy)):
-        start = max(0, epoch + 1 - window)
-        recent = [float(v) for v in val_accuracy[start : epoch + 1]]
-        best = max(best, sum(recent) / len(recent))
-        scores.append(best)
-    return scores
+    return [
+        seed_score(val_accuracy[: epoch + 1], window)
+        for epoch in range(len(val_accuracy))
+    ]
 
 
 @dataclass(frozen=True)
