@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,9 @@ def convert_to_tflite(
     # Keras prints "Saved artifact at ..." while converting: keep it in the log.
     chatter = io.StringIO()
     try:
-        with contextlib.redirect_stdout(chatter):
+        with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+            # The uint8 input is cast inside the model: it needs no statistics.
+            warnings.filterwarnings("ignore", "Statistics for quantized inputs")
             model_bytes = converter.convert()
     except Exception as err:
         raise ModelError(

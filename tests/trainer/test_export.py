@@ -1,0 +1,250 @@
+"""TFLite export: parity with Keras, refusals, verification and the fixtures."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.actions import ACTION_LABELS, Action
+from shared.errors import ModelCardError, ModelError
+from shared.modelcard import CARD_NAME, MODEL_NAME, ModelCard, sha256_file
+from trainer.export import (
+    FLOAT32_MAX_ABS_PROB_DIFF,
+    INT8_MIN_TOP1_AGREEMENT,
+    Tolerance,
+    export_model,
+    run_tflite,
+    verify_export,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+MODELS = FIXTURES / "models"
+
+
+def _load_make_models():
+    spec = importlib.util.spec_from_file_location(
+        "make_models", FIXTURES / "make_models.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("make_models", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_models = _load_make_models()
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return make_models.train_tiny_model()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    calibration, _ = make_models.pattern_frames(6, seed=11)
+    check, actions = make_models.pattern_frames(6, seed=12)
+    return calibration, check, actions
+
+
+def test_export_model_float32_writes_parity_into_card(tiny_model, frames, tmp_path):
+    _, check, _ = frames
+    card = export_model(
+        tiny_model,
+        tmp_path,
+        quantization="float32",
+        check_frames=check,
+        hyperparameters={"learning_rate": 0.01},
+        metrics={"val_accuracy": 0.5},
+        data_digest="a" * 64,
+    )
+
+    on_disk = ModelCard.load(tmp_path)
+    assert on_disk == card
+    assert on_disk.model_sha256 == sha256_file(tmp_path / MODEL_NAME)
+    assert on_disk.quantization == "float32"
+    assert on_disk.input_shape == [120, 120, 3] and on_disk.input_dtype == "uint8"
+    assert on_disk.labels == list(ACTION_LABELS)
+    assert on_disk.hyperparameters == {"learning_rate": 0.01}
+    assert on_disk.data_digest == "a" * 64
+    assert on_disk.parity["frames"] == len(check)
+    assert on_disk.parity["max_abs_prob_diff"] <= FLOAT32_MAX_ABS_PROB_DIFF
+    assert on_disk.parity["top1_agreement"] == 1.0
+    assert on_disk.parity["output_dtype"] == "float32"
+    assert on_disk.parity["tolerance"]["max_abs_prob_diff"] == 1e-4
+
+    keras_probs = tiny_model.predict(check, verbose=0)
+    tflite_probs = run_tflite(tmp_path / MODEL_NAME, check)
+    assert np.abs(keras_probs - tflite_probs).max() <= FLOAT32_MAX_ABS_PROB_DIFF
+
+
+def test_export_model_int8_takes_pixels_and_agrees_with_keras(
+    tiny_model, frames, tmp_path
+):
+    calibration, check, actions = frames
+    card = export_model(
+        tiny_model,
+        tmp_path,
+        quantization="int8",
+        calibration_frames=calibration,
+        check_frames=check,
+    )
+
+    assert card.quantization == "int8"
+    assert card.parity["top1_agreement"] >= INT8_MIN_TOP1_AGREEMENT
+    assert 0 < card.parity["max_abs_prob_diff"] < 0.1
+    assert card.parity["output_dtype"] == "uint8"
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tmp_path / MODEL_NAME))
+    interpreter.allocate_tensors()
+    input_detail = interpreter.get_input_details()[0]
+    assert input_detail["dtype"] == np.uint8
+    assert list(input_detail["shape"]) == [1, 120, 120, 3]
+    probs = run_tflite(interpreter, check)
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=0.03)
+    assert np.mean(probs.argmax(axis=1) == actions) >= 0.9
+
+
+def test_export_model_beyond_tolerance_writes_nothing(tiny_model, frames, tmp_path):
+    calibration, check, _ = frames
+    out = tmp_path / "int8"
+
+    with pytest.raises(ModelError, match="nothing was written"):
+        export_model(
+            tiny_model,
+            out,
+            quantization="int8",
+            calibration_frames=calibration,
+            check_frames=check,
+            tolerance=Tolerance(max_abs_prob_diff=1e-9),
+        )
+
+    assert not (out / CARD_NAME).exists()
+    assert not (out / MODEL_NAME).exists()
+
+
+def test_export_model_refused_keeps_previous_export_whole(tiny_model, frames, tmp_path):
+    _, check, _ = frames
+    before = export_model(tiny_model, tmp_path, check_frames=check)
+
+    with pytest.raises(ModelError, match="agrees|picks the same class"):
+        export_model(
+            tiny_model,
+            tmp_path,
+            check_frames=check,
+            tolerance=Tolerance(min_top1_agreement=1.01),
+        )
+
+    assert verify_export(tmp_path).model_sha256 == before.model_sha256
+
+
+def test_export_model_refuses_float_input(frames, tmp_path):
+    import keras
+
+    inputs = keras.Input((120, 120, 3))
+    outputs = keras.layers.Dense(5, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(inputs)
+    )
+    _, check, _ = frames
+
+    with pytest.raises(ModelError, match="uint8"):
+        export_model(keras.Model(inputs, outputs), tmp_path, check_frames=check)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_model_int8_needs_calibration_frames(tiny_model, frames, tmp_path):
+    _, check, _ = frames
+    with pytest.raises(ModelError, match="calibration"):
+        export_model(tiny_model, tmp_path, quantization="int8", check_frames=check)
+
+
+def test_verify_export_refuses_tampered_model(tiny_model, frames, tmp_path):
+    _, check, _ = frames
+    export_model(tiny_model, tmp_path, check_frames=check)
+    assert verify_export(tmp_path, labels=ACTION_LABELS).quantization == "float32"
+
+    data = bytearray((tmp_path / MODEL_NAME).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / MODEL_NAME).write_bytes(bytes(data))
+
+    with pytest.raises(ModelCardError, match="sha256"):
+        verify_export(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["tiny-float32", "tiny-int8"])
+def test_fixture_models_verify_and_read_patterns(name):
+    card = verify_export(MODELS / name, labels=ACTION_LABELS)
+    card.check_compatible()
+    assert (MODELS / name / MODEL_NAME).stat().st_size < 200_000
+
+    frames = np.stack([make_models.pattern_frame(a) for a in Action])
+    probs = run_tflite(MODELS / name / MODEL_NAME, frames)
+    assert list(probs.argmax(axis=1)) == [int(a) for a in Action]
+
+
+def test_fixture_wrong_shape_card_says_96():
+    card = verify_export(MODELS / "wrong-shape")
+    assert card.input_shape == [96, 96, 3]
+    with pytest.raises(ModelCardError, match="camera gives"):
+        card.check_compatible()
+
+
+def test_fixture_wrong_labels_refused_by_label_check():
+    card = ModelCard.load(MODELS / "wrong-labels")
+    card.verify_model_file(MODELS / "wrong-labels" / MODEL_NAME)
+    assert sorted(card.labels) == sorted(ACTION_LABELS)
+    assert card.labels != list(ACTION_LABELS)
+    with pytest.raises(ModelCardError, match="labels"):
+        verify_export(MODELS / "wrong-labels", labels=ACTION_LABELS)
+
+
+def test_fixture_not_tflite_has_matching_sha_but_does_not_load():
+    card = ModelCard.load(MODELS / "not-tflite")
+    card.verify_model_file(MODELS / "not-tflite" / MODEL_NAME)
+    with pytest.raises(ModelError, match="LiteRT cannot load"):
+        verify_export(MODELS / "not-tflite")
+
+
+@pytest.mark.slow
+def test_make_models_reproduces_committed_fixtures(tmp_path):
+    cards = make_models.make_all(tmp_path)
+
+    assert sorted(cards) == sorted(p.name for p in MODELS.iterdir() if p.is_dir())
+    for name, card in cards.items():
+        committed = json.loads((MODELS / name / CARD_NAME).read_text())
+        assert committed["model_sha256"] == card.model_sha256, (
+            f"{name} differs from what make_models.py makes; run "
+            "tests/fixtures/make_models.py and commit tests/fixtures/models"
+        )
+        assert sha256_file(MODELS / name / MODEL_NAME) == committed["model_sha256"]
+
+
+@pytest.mark.slow
+def test_export_model_seed_cnn_both_quantizations(tmp_path):
+    import keras
+
+    from trainer.model import ModelParams, build_model
+
+    keras.utils.set_random_seed(3)
+    frames, actions = make_models.pattern_frames(24, seed=21)
+    model = build_model(ModelParams(learning_rate=1e-3, dropouts="low"))
+    model.fit(frames, actions, epochs=4, batch_size=16, verbose=0)
+    check, _ = make_models.pattern_frames(6, seed=22)
+
+    for quantization in ("float32", "int8"):
+        card = export_model(
+            model,
+            tmp_path / quantization,
+            quantization=quantization,
+            calibration_frames=frames,
+            check_frames=check,
+        )
+        assert verify_export(tmp_path / quantization, labels=ACTION_LABELS) == card
+        assert card.parity["frames"] == len(check)
