@@ -392,9 +392,7 @@ def make_camera(config: CameraConfig, *, sim: Any = None) -> Camera:
                 "camera.backend is 'replay' but camera.replay_path is empty; "
                 "set it to a drive folder"
             )
-        return ReplayCamera(
-            config.replay_path, rate_hz=getattr(config, "replay_rate_hz", 0.0)
-        )
+        return ReplayCamera(config.replay_path, rate_hz=config.replay_rate_hz)
     if backend == "pattern":
         return PatternCamera(rate_hz=config.rate_hz)
     if backend == "sim":

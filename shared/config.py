@@ -35,6 +35,8 @@ class CameraConfig:
     device: int = 0
     #: A drive folder to replay frames from, for the replay backend.
     replay_path: str = ""
+    #: Replay speed in frames per second; 0 keeps the drive's own pace.
+    replay_rate_hz: float = 0.0
     #: Frames per second asked of the camera.
     rate_hz: float = 30.0
     hflip: bool = False
