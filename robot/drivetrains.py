@@ -24,6 +24,7 @@ import threading
 from typing import Any
 
 from robot.drivetrain import Drivetrain
+from shared.actions import Action
 from shared.config import MotorsConfig
 from shared.errors import HardwareError
 
@@ -36,7 +37,30 @@ def _clamp(value: float) -> float:
     return max(-1.0, min(1.0, float(value)))
 
 
-class GpioZeroDrivetrain(Drivetrain):
+class _ClosesOnce(Drivetrain):
+    """Closing twice is harmless; stop after close is a no-op, a move an error."""
+
+    closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            super().close()
+        finally:
+            self.closed = True
+
+    def drive(self, action: Action) -> None:
+        if self.closed:
+            if action is Action.STOP:
+                return
+            raise HardwareError(
+                f"the {self.name} drivetrain is closed; cannot {action.label}"
+            )
+        super().drive(action)
+
+
+class GpioZeroDrivetrain(_ClosesOnce):
     """Two DC motors on an H-bridge, driven by a gpiozero ``Robot``.
 
     ``left_pins`` and ``right_pins`` are each side's (forward, backward) BCM
@@ -103,7 +127,7 @@ class GpioZeroDrivetrain(Drivetrain):
         super().release()
 
 
-class MotorHatDrivetrain(Drivetrain):
+class MotorHatDrivetrain(_ClosesOnce):
     """The Adafruit DC Motor HAT: motor value in [-1, 1] is ``motor.throttle``.
 
     Needs I2C (enable it with ``sudo raspi-config``) and the ``motorhat``
@@ -160,7 +184,7 @@ class MotorHatDrivetrain(Drivetrain):
         super().release()
 
 
-class RecordingDrivetrain(Drivetrain):
+class RecordingDrivetrain(_ClosesOnce):
     """No motors: remembers every command, for tests and demos."""
 
     name = "recording"
@@ -170,7 +194,6 @@ class RecordingDrivetrain(Drivetrain):
         self._lock = threading.Lock()
         #: Every (left, right) set, oldest first.
         self.commands: list[tuple[float, float]] = []
-        self.closed = False
 
     @property
     def values(self) -> tuple[float, float]:
@@ -181,10 +204,6 @@ class RecordingDrivetrain(Drivetrain):
     def set_motors(self, left: float, right: float) -> None:
         with self._lock:
             self.commands.append((_clamp(left), _clamp(right)))
-
-    def release(self) -> None:
-        self.closed = True
-        super().release()
 
 
 def make_drivetrain(config: MotorsConfig, *, sim: Any = None) -> Drivetrain:

@@ -348,8 +348,9 @@ class DriveLoop:
         if mode not in LOOP_MODES:
             raise ConfigError(f"mode {mode!r} is not one of {', '.join(LOOP_MODES)}")
         with self._lock:
-            if mode != self._mode:
-                log.info("mode %s -> %s", self._mode, mode)
+            if mode == self._mode:
+                return
+            log.info("mode %s -> %s", self._mode, mode)
             self._mode = mode
             # A command given in one mode must not carry into the next.
             self._user_action = Action.STOP
