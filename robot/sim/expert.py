@@ -55,11 +55,8 @@ class ExpertDriver:
         self._burst: list[Action] = []
         #: Noise bursts started so far.
         self.bursts = 0
-
-    @property
-    def in_burst(self) -> bool:
-        """Whether a noise burst is being executed."""
-        return bool(self._burst)
+        #: Whether the last executed action came from a noise burst.
+        self.noisy = False
 
     def label(self, pose: Pose) -> Action:
         """What the expert would do at ``pose`` (updates its tracker)."""
@@ -84,6 +81,7 @@ class ExpertDriver:
         if not self._burst and not too_far and config.noise > 0:
             if self._rng.random() < config.noise:
                 self._start_burst()
+        self.noisy = bool(self._burst)
         executed = self._burst.pop(0) if self._burst else label
         return executed, label
 

@@ -202,9 +202,20 @@ class TopDownMap:
         self._left_px = (size_px - width) // 2
         self._top_px = (size_px - height) // 2
         canvas.paste(image, (self._left_px, self._top_px))
-        self._base = canvas
         self._metres_to_px = scale / floor.resolution_m
         self._origin = (floor.origin_x_m, floor.origin_y_m + rows * floor.resolution_m)
+
+        # Tape shrunk to a few pixels fades into the floor: draw it over again.
+        draw = ImageDraw.Draw(canvas)
+        normals = np.stack([-track.segment_dirs[:, 1], track.segment_dirs[:, 0]], 1)
+        for side, colour in ((1, (255, 255, 255)), (-1, (255, 255, 255)), (0, None)):
+            line = track.points + side * track.half_width_m * normals
+            xy = [self.to_pixels(x, y) for x, y in line[:: max(1, len(line) // 400)]]
+            fill = colour or (240, 200, 40)
+            draw.line(
+                xy + xy[:1], fill=fill, width=1 if side else max(1, size_px // 80)
+            )
+        self._base = canvas
 
     def to_pixels(self, x_m: float, y_m: float) -> tuple[float, float]:
         """Map pixel (column, row) of a floor point."""
