@@ -15,6 +15,11 @@ Safety, in the order the loop checks it:
   ``config.web.deadman_ms`` (the deadman);
 - the motors stop when the loop exits, on any exception in it (logged), and
   on SIGTERM/SIGINT (the command line turns those into ``stop``).
+
+Timings in ``status`` are means over the last steps: ``frame_age_ms`` from
+capture to decision, ``inference_ms`` the pilot's interpreter time,
+``loop_ms`` the work of a step once its frame is in hand (pilot, motors and
+recorder included), and ``fps`` the frames acted on per second.
 """
 
 from __future__ import annotations
@@ -93,6 +98,10 @@ class DriveLoop:
         self.period_s = 1.0 / config.loop_rate_hz
         #: Extra entries for ``status``: a value, or a function called each time.
         self.extra_status: dict[str, Any] = {}
+        #: Called after each step that had a frame with its action and
+        #: timings (``frame_age_ms``, ``inference_ms``, ``loop_ms``);
+        #: benchmarks use it. Runs on the loop thread: keep it short.
+        self.on_step: Callable[[dict[str, Any]], None] | None = None
         self._clock = clock
         self._lock = threading.RLock()
         self._stop_event = threading.Event()
@@ -220,16 +229,17 @@ class DriveLoop:
             raise
 
     def _step(self) -> Action:
-        started_s = self._clock()
         self._swap_pending_pilot()
 
         # The newest frame not used yet; a missing or stale frame stops the car.
         frame = self._next_frame()
-        now_s = self._clock()
+        now_s = started_s = self._clock()
         if frame is None:
             self.missing_frames += 1
             self.drivetrain.drive(Action.STOP)
-            return self._finish(Action.STOP, started_s)
+            self._action = Action.STOP
+            self.steps += 1
+            return Action.STOP
         age_ms = frame.age_ms(now_s)
         self._frame_age_ms.add(age_ms)
         if age_ms > self.max_frame_age_ms:
@@ -241,7 +251,7 @@ class DriveLoop:
                 self.max_frame_age_ms,
             )
             self.drivetrain.drive(Action.STOP)
-            return self._finish(Action.STOP, started_s)
+            return self._finish(Action.STOP, started_s, age_ms)
         self.frames_used += 1
 
         # The action: the user's (deadman-checked), or the pilot's.
@@ -255,31 +265,54 @@ class DriveLoop:
             pilot = self._pilot
         if quiet:
             user_action = Action.STOP
+        inference_ms = None
         if mode == "user":
-            action, label_mode = user_action, "user"
+            action = label = user_action
+            label_mode = "user"
         elif user_action is not Action.STOP:
-            action = user_action
+            action = label = user_action
             label_mode = "correction" if mode == "correction" else "user"
         elif pilot is None:
-            action, label_mode = Action.STOP, "pilot"
+            action = label = Action.STOP
+            label_mode = "pilot"
             with self._lock:
                 self._message = NO_PILOT_MESSAGE
         else:
             prediction = pilot.predict(frame.image)
-            self._inference_ms.add(prediction.inference_ms)
-            action, label_mode = prediction.action, "pilot"
+            inference_ms = prediction.inference_ms
+            self._inference_ms.add(inference_ms)
+            action = prediction.action
+            label = action if prediction.label is None else prediction.label
+            label_mode = getattr(pilot, "record_mode", "pilot")
 
         # The motors, then the recorder.
         self.drivetrain.drive(action)
-        self._record(frame, action, label_mode)
-        return self._finish(action, started_s)
+        self._record(frame, label, label_mode)
+        return self._finish(action, started_s, age_ms, inference_ms)
 
-    def _finish(self, action: Action, started_s: float) -> Action:
+    def _finish(
+        self,
+        action: Action,
+        started_s: float,
+        age_ms: float,
+        inference_ms: float | None = None,
+    ) -> Action:
+        """Book-keeping of a step that had a frame: timings and counters."""
         self._action = action
         end_s = self._clock()
-        self._loop_ms.add((end_s - started_s) * 1000.0)
+        loop_ms = (end_s - started_s) * 1000.0
+        self._loop_ms.add(loop_ms)
         self._step_times.append(end_s)
         self.steps += 1
+        if self.on_step is not None:
+            self.on_step(
+                {
+                    "action": action,
+                    "frame_age_ms": age_ms,
+                    "inference_ms": inference_ms,
+                    "loop_ms": loop_ms,
+                }
+            )
         return action
 
     def _next_frame(self) -> Frame | None:

@@ -51,6 +51,9 @@ class Prediction:
     probabilities: np.ndarray
     #: Time spent in the interpreter (set, invoke, get).
     inference_ms: float
+    #: The action to record for this frame when it differs from the one
+    #: driven (a scripted driver's correction during injected noise).
+    label: Action | None = None
 
 
 def _import_runtime(name: str) -> Any:
@@ -139,6 +142,9 @@ class Pilot:
         prediction = pilot.predict(frame.image)
         motors.drive(prediction.action)
     """
+
+    #: The drive mode its frames are recorded with (``shared.drives.MODES``).
+    record_mode = "pilot"
 
     def __init__(
         self,
