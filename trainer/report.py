@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import logging
 import math
 import time
@@ -92,34 +91,30 @@ class SearchView:
 
 
 def load_view(search_dir: str | Path) -> SearchView:
-    """Read ``search.json``, ``trials.jsonl``, ``rerun.jsonl`` and ``best.json``.
+    """Read a search folder (``trainer.searchdir.load_search``) for the report.
 
     Raises:
-        SearchError: the folder is not a search or has no finished trial.
+        SearchError: the folder is not a search, is of another format version
+            or has no finished trial.
     """
-    path = Path(search_dir)
-    meta_path = path / "search.json"
-    if not meta_path.is_file():
+    from trainer.searchdir import load_search
+
+    record = load_search(search_dir)
+    if not record.trials:
         raise SearchError(
-            f"{str(path)!r} is not a search folder (no search.json); "
-            "give the folder `trainer search` wrote"
-        )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SearchError(f"{str(meta_path)!r} is not JSON: {err}") from err
-    trials = _read_jsonl(path / "trials.jsonl")
-    if not trials:
-        raise SearchError(
-            f"search {str(path)!r} has no finished trial yet; run or resume "
+            f"search {str(record.path)!r} has no finished trial yet; run or resume "
             "`trainer search` first"
         )
-    trials.sort(key=lambda t: (t.get("tid") is None, t.get("tid") or 0))
-    reruns = _read_jsonl(path / "rerun.jsonl")
-    best = None
-    if (path / "best.json").is_file():
-        best = json.loads((path / "best.json").read_text(encoding="utf-8"))
-    return SearchView(path=path, meta=meta, trials=trials, reruns=reruns, best=best)
+    trials = sorted(
+        record.trials, key=lambda t: (t.get("tid") is None, t.get("tid") or 0)
+    )
+    return SearchView(
+        path=record.path,
+        meta=record.meta,
+        trials=trials,
+        reruns=record.reruns,
+        best=record.best,
+    )
 
 
 def write_report(search_dir: str | Path, out_dir: str | Path | None = None) -> Path:
@@ -661,22 +656,6 @@ def _params(params: dict[str, Any]) -> str:
         text = f"{value:.3g}" if isinstance(value, float) else str(value)
         shown.append(f"{_e(key)}={_e(text)}")
     return ", ".join(shown)
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            log.warning(
-                "skipping line %d of %s: not JSON (a torn write?)", number, path
-            )
-    return records
 
 
 def _close(figure: Any) -> None:

@@ -248,3 +248,159 @@ def test_export_model_seed_cnn_both_quantizations(tmp_path):
         )
         assert verify_export(tmp_path / quantization, labels=ACTION_LABELS) == card
         assert card.parity["frames"] == len(check)
+
+
+# --- trainer export and trainer report on a search folder ----------------------
+
+
+def _cli(argv: list[str]) -> int:
+    from shared.cli import make_parser, run
+    from trainer import export_cli
+
+    parser = make_parser("trainer", "test", "")
+    export_cli.add_commands(parser.add_subparsers())
+    return run(parser, argv)
+
+
+@pytest.fixture(scope="module")
+def trained_search(tmp_path_factory):
+    """A search folder in the agreed layout with one trained run and real drives."""
+    import keras
+
+    from tests.trainer.trainer_drives import cycle_actions, write_drive
+    from trainer.data import load_dataset
+
+    root = tmp_path_factory.mktemp("project")
+    drives = [
+        write_drive(root / "drives", f"d{i}", cycle_actions(60, seed=i), seed=i)
+        for i in range(2)
+    ]
+    dataset = load_dataset(drives, root / ".cache")
+    keras.utils.set_random_seed(0)
+    model = make_models.build_tiny_model()
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        dataset.x_train,
+        dataset.y_train,
+        epochs=15,
+        batch_size=16,
+        verbose=0,
+        validation_data=(dataset.x_val, dataset.y_val),
+    ).history
+
+    search = root / "searches" / "tiny"
+    (search / "runs" / "0-0").mkdir(parents=True)
+    model.save(search / "runs" / "0-0" / "model.keras")
+    params = {"learning_rate": 0.01, "batch_size": 16, "optimizer": "adam"}
+    run = {
+        "run": "0-0",
+        "seed": 0,
+        "history": history,
+        "score": 0.9,
+        "balanced_accuracy": 0.88,
+        "per_class_recall": [0.9] * 5,
+        "confusion": np.eye(5, dtype=int).tolist(),
+        "majority_baseline": 0.25,
+        "collapsed": False,
+        "epochs": 15,
+        "train_time_s": 1.0,
+        "stopped_early": False,
+    }
+    meta = {
+        "format": 1,
+        "software_version": "0.1.0",
+        "created": "now",
+        "space": {},
+        "options": {"trials": 1, "runs": 1, "objective": "score"},
+        "data": dataset.summary(),
+    }
+    (search / "search.json").write_text(json.dumps(meta))
+    trial = {
+        "tid": 0,
+        "params": params,
+        "score": 0.9,
+        "score_std": 0.0,
+        "status": "ok",
+        "error": None,
+        "runs": [run],
+        "epochs_run": 15,
+    }
+    (search / "trials.jsonl").write_text(json.dumps(trial) + "\n")
+    best = {
+        "params": params,
+        "score": 0.9,
+        "score_std": 0.0,
+        "run": "0-0",
+        "source": "search",
+    }
+    (search / "best.json").write_text(json.dumps(best))
+    return search
+
+
+def test_export_cli_exports_best_run_both_ways(trained_search, capsys):
+    assert _cli(["export", str(trained_search)]) == 0
+
+    out = capsys.readouterr().out
+    meta = json.loads((trained_search / "search.json").read_text())
+    for kind in ("float32", "int8"):
+        folder = trained_search / "export" / kind
+        card = verify_export(folder, labels=ACTION_LABELS)
+        assert card.quantization == kind
+        assert card.hyperparameters["learning_rate"] == 0.01
+        assert card.metrics["run"] == "0-0" and card.metrics["score"] == 0.9
+        assert card.data_digest == meta["data"]["digest"]
+        assert card.parity["frames"] == meta["data"]["val_frames"]
+        assert f"{kind}: {folder / MODEL_NAME}" in out
+    assert "top-1 agreement" in out
+
+
+def test_export_cli_named_run_and_missing_run(trained_search, tmp_path, capsys):
+    assert (
+        _cli(
+            [
+                "export",
+                str(trained_search),
+                "--run",
+                "0-0",
+                "--quantize",
+                "float32",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert verify_export(tmp_path / "float32").metrics["run"] == "0-0"
+    assert not (tmp_path / "int8").exists()
+
+    assert _cli(["export", str(trained_search), "--run", "7-1"]) == 2
+    assert "'7-1' has no model" in capsys.readouterr().err
+
+
+def test_export_cli_unfinished_search_says_so(trained_search, tmp_path, capsys):
+    import shutil
+
+    search = tmp_path / "unfinished"
+    shutil.copytree(
+        trained_search, search, ignore=shutil.ignore_patterns("export", "report")
+    )
+    (search / "best.json").unlink()
+
+    assert _cli(["export", str(search)]) == 2
+    assert "has not finished" in capsys.readouterr().err
+    assert not (search / "export").exists()
+
+
+def test_report_cli_on_search_folder(trained_search, capsys):
+    assert _cli(["report", str(trained_search)]) == 0
+
+    printed = capsys.readouterr().out.split()
+    page = trained_search / "report" / "index.html"
+    assert str(page) in printed
+    text = page.read_text()
+    for plot in (trained_search / "report").glob("*.png"):
+        assert str(plot) in printed and f'href="{plot.name}"' in text

@@ -214,6 +214,9 @@ def test_mean_std_curves_average_the_runs_that_reached_each_epoch():
 def test_load_view_refuses_a_folder_that_is_no_search(tmp_path):
     with pytest.raises(SearchError, match="not a search folder"):
         load_view(tmp_path)
-    (tmp_path / "search.json").write_text("{}")
+    (tmp_path / "search.json").write_text('{"format": 99}')
+    with pytest.raises(SearchError, match="format 99"):
+        load_view(tmp_path)
+    (tmp_path / "search.json").write_text('{"format": 1}')
     with pytest.raises(SearchError, match="no finished trial"):
         load_view(tmp_path)
