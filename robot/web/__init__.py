@@ -4,6 +4,6 @@
 ``DriveLoop``; ``serve(app, host, port)`` runs it under waitress.
 """
 
-from robot.web.app import create_app, make_server, serve
+from robot.web.app import create_app, make_server, serve, shutdown
 
-__all__ = ["create_app", "make_server", "serve"]
+__all__ = ["create_app", "make_server", "serve", "shutdown"]

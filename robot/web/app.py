@@ -41,6 +41,7 @@ import waitress
 from flask import Flask, Response, abort, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from PIL import Image
+from waitress import wasyncore
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from shared import __version__
@@ -268,7 +269,8 @@ def create_app(config: RobotConfig, loop: Any) -> Flask:
 
     @app.get("/api/drives")
     def list_drives() -> ResponseReturnValue:
-        recording = loop.status().get("drive")
+        status = loop.status()
+        recording = status.get("drive") if status.get("recording") else None
         items = []
         for path in _drive_folders(drives_path):
             try:
@@ -359,8 +361,20 @@ def serve(app: Flask, host: str, port: int, *, threads: int = SERVER_THREADS) ->
     try:
         server.run()
     finally:
-        stop_streams(app)
-        server.close()
+        shutdown(app, server)
+
+
+def shutdown(app: Flask, server: BaseWSGIServer | MultiSocketServer) -> None:
+    """Stop a server made by ``make_server`` from any thread.
+
+    Open video streams end first, then the worker threads are joined and every
+    socket is closed, which makes ``server.run()`` return.
+    """
+    stop_streams(app)
+    server.task_dispatcher.shutdown(timeout=2 * FRAME_WAIT_S + 1)
+    socket_map = getattr(server, "map", None) or getattr(server, "_map", None)
+    if socket_map is not None:
+        wasyncore.close_all(socket_map)
 
 
 # --- helpers -------------------------------------------------------------------
@@ -523,15 +537,20 @@ def _drive_detail(drive: Drive) -> dict[str, Any]:
 def _map_renderer(loop: Any) -> Callable[[], bytes] | None:
     """The top-down map as PNG bytes, when the car can draw one.
 
-    A backend that knows where the car is (the simulator) offers a
+    A backend that knows where the car is (the simulator's world) offers a
     ``map_image()`` method returning an RGB uint8 array or PNG bytes; the loop,
-    its camera and its drivetrain are asked in that order.
+    its camera, its drivetrain and their ``world`` are asked in that order.
     """
-    for owner in (
+    camera = getattr(loop, "camera", None)
+    drivetrain = getattr(loop, "drivetrain", None)
+    owners = (
         loop,
-        getattr(loop, "camera", None),
-        getattr(loop, "drivetrain", None),
-    ):
+        camera,
+        drivetrain,
+        getattr(camera, "world", None),
+        getattr(drivetrain, "world", None),
+    )
+    for owner in owners:
         draw = getattr(owner, "map_image", None)
         if callable(draw):
             return lambda: _png(draw())

@@ -1,16 +1,13 @@
 """The web app through Flask's test client, around a real DriveLoop.
 
-The loop runs on a small moving-pattern camera and a drivetrain that only
-remembers its motor values, both built on the robot's own ``Camera`` and
-``Drivetrain`` base classes; ``loop.step()`` is called by hand so that each
-test sees exactly what one control message did to the motors.
+The loop runs on the robot's test-pattern camera and its recording
+drivetrain (no motors); ``loop.step()`` is called by hand so that each test
+sees exactly what one control message did to the motors.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +16,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from robot.camera import Camera
-from robot.drivetrain import Drivetrain
+from robot.cameras import PatternCamera
+from robot.drivetrains import RecordingDrivetrain
 from robot.loop import DriveLoop
 from robot.web.app import COOKIE_NAME, MJPEG_BOUNDARY, create_app, stop_streams
 from shared.actions import Action
@@ -30,52 +27,11 @@ from shared.frames import decode_jpeg
 from tests.conftest import smooth_frame
 
 
-class PatternCamera(Camera):
-    """Publishes a moving gradient at ``rate_hz`` on its own thread."""
-
-    name = "pattern"
-
-    def __init__(self, rate_hz: float = 30.0) -> None:
-        super().__init__()
-        self.rate_hz = rate_hz
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def open(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(2.0)
-
-    def _run(self) -> None:
-        index = 0
-        while not self._stop.wait(1.0 / self.rate_hz):
-            self.publish(smooth_frame(index))
-            index += 1
-
-
-class MemoryDrivetrain(Drivetrain):
-    """Keeps the last motor values instead of driving motors."""
-
-    name = "memory"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.motors = (0.0, 0.0)
-
-    def set_motors(self, left: float, right: float) -> None:
-        self.motors = (left, right)
-
-
 @dataclass
 class Car:
     config: RobotConfig
     camera: PatternCamera
-    drivetrain: MemoryDrivetrain
+    drivetrain: RecordingDrivetrain
     loop: DriveLoop
     app: Flask
     token: str
@@ -96,8 +52,8 @@ def make_config(home: Path, token: str = "") -> RobotConfig:
 def car(tmp_path: Path) -> Iterator[Car]:
     """A loop that is stepped by hand, and its web app."""
     config = make_config(tmp_path / "malpi")
-    camera = PatternCamera()
-    drivetrain = MemoryDrivetrain()
+    camera = PatternCamera(rate_hz=30.0)
+    drivetrain = RecordingDrivetrain()
     with camera:
         camera.read(timeout_s=2.0)
         loop = DriveLoop(config, camera, drivetrain)
@@ -230,7 +186,7 @@ def test_control_refuses_malformed_message_without_moving(
     assert isinstance(error, str) and error and "\n" not in error
     assert car.loop.step() is Action.STOP
     assert car.drivetrain.action is Action.STOP
-    assert car.drivetrain.motors == (0.0, 0.0)
+    assert car.drivetrain.values == (0.0, 0.0)
     status = car.loop.status()
     assert status["user_action"] == "stop"
     assert status["mode"] == "user" and status["recording"] is False
@@ -241,7 +197,7 @@ def test_control_action_drives_until_stop(car: Car, client: FlaskClient) -> None
 
     assert response.status_code == 204
     assert car.loop.step() is Action.FORWARD
-    assert car.drivetrain.motors[0] > 0 and car.drivetrain.motors[1] > 0
+    assert car.drivetrain.values[0] > 0 and car.drivetrain.values[1] > 0
     client.post("/api/control", json={"action": "stop"}, headers=car.auth)
     assert car.loop.step() is Action.STOP
 
@@ -310,11 +266,10 @@ def test_video_stream_ends_when_streams_are_stopped(
     parts = response.iter_encoded()
     next(parts)
     stop_streams(car.app)
-    started_s = time.monotonic()
 
     rest = list(parts)
 
-    assert len(rest) <= 2 and time.monotonic() - started_s < 5.0
+    assert len(rest) <= 2
     assert (
         car.app.test_client()
         .get("/api/status", headers=car.auth)

@@ -216,6 +216,13 @@
     $("st-model").textContent = describeModel(s);
     $("st-hw").textContent = [s.camera, s.drivetrain].filter(Boolean).join(" · ") || "–";
 
+    const sim = s.sim;
+    $("st-sim-box").hidden = !sim;
+    if (sim) {
+      const where = sim.on_track ? "on track" : "off track";
+      $("st-sim").textContent = `${sim.track} · ${sim.laps} laps · ${sim.departures} departures · ${where}`;
+    }
+
     const warnings = [];
     if (s.model_error) warnings.push(`Model: ${s.model_error}`);
     if (s.error) warnings.push(`Loop: ${s.error}`);

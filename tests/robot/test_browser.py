@@ -1,0 +1,349 @@
+"""End to end in a real browser: headless Chromium against the served app.
+
+A real ``DriveLoop`` runs on its own thread with the simulator's camera and
+motors, and the app is served by waitress on a free loopback port, exactly as
+``robot drive --sim`` serves it. The browser is Debian's Chromium driven by
+Playwright. What the car does is read back over HTTP from ``/api/status``.
+Screenshots go to ``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from robot.loop import DriveLoop
+from robot.sim.backends import make_sim_backends
+from robot.sim.config import SimConfig
+from robot.web.app import create_app, make_server, shutdown
+from shared.actions import Action
+from shared.drives import Drive, DriveWriter
+from tests.conftest import smooth_frame
+from tests.robot.test_web import make_config
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 800}
+
+
+@dataclass
+class ServedCar:
+    url: str
+    token: str
+    drives_path: Path
+    loop: DriveLoop
+
+    def status(self) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.url}/api/status",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.load(response)
+
+    def wait_for(
+        self, check: Callable[[dict[str, Any]], bool], timeout_s: float = 5.0
+    ) -> dict[str, Any]:
+        """Poll the status until ``check`` holds; fail with the last status."""
+        deadline = time.monotonic() + timeout_s
+        status = self.status()
+        while not check(status):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the car never reached the expected state: {status}")
+            time.sleep(0.05)
+            status = self.status()
+        return status
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCar]:
+    """The drive loop and its web app, served by waitress on 127.0.0.1."""
+    config = make_config(tmp_path_factory.mktemp("car") / "malpi")
+    config.pilot.max_frame_age_ms = 250.0
+    world, camera, drivetrain = make_sim_backends(
+        SimConfig(shape="oval"), camera_rate_hz=20.0
+    )
+    with camera, drivetrain:
+        with DriveLoop(config, camera, drivetrain) as loop:
+            loop.extra_status["sim"] = world.status
+            app = create_app(config, loop)
+            server = make_server(app, "127.0.0.1", 0)
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            yield ServedCar(
+                url=f"http://127.0.0.1:{server.effective_port}",
+                token=app.config["MALPI_TOKEN"],
+                drives_path=config.drives_path,
+                loop=loop,
+            )
+            shutdown(app, server)
+            thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, served: ServedCar) -> Iterator[Any]:
+    """A fresh browser context (no cookie yet) on the driving page."""
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    page.goto(f"{served.url}/?token={served.token}")
+    page.wait_for_selector("#conn[data-state=ok]")
+    yield page
+    page.keyboard.press("Space")
+    context.close()
+    served.wait_for(lambda s: s["action"] == "stop")
+
+
+def screenshot(page: Any, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def video_pixels(page: Any) -> str:
+    """The video <img>'s current picture, drawn on a canvas, as a data URL."""
+    return page.evaluate(
+        """() => {
+            const img = document.getElementById("video");
+            const canvas = document.createElement("canvas");
+            canvas.width = img.naturalWidth;
+            canvas.height = img.naturalHeight;
+            canvas.getContext("2d").drawImage(img, 0, 0);
+            return canvas.toDataURL();
+        }"""
+    )
+
+
+# --- access ------------------------------------------------------------------
+
+
+def test_browser_refused_without_token(browser: Any, served: ServedCar) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+
+    response = page.goto(f"{served.url}/")
+    video = page.request.get(f"{served.url}/video.mjpg")
+
+    assert response.status == 401
+    assert "token" in page.inner_text("body")
+    assert video.status == 401
+    context.close()
+
+
+def test_browser_token_url_becomes_clean_url(page: Any, served: ServedCar) -> None:
+    assert page.url == f"{served.url}/"
+    cookies = page.context.cookies()
+    assert [(c["name"], c["httpOnly"], c["sameSite"]) for c in cookies] == [
+        ("malpi_token", True, "Strict")
+    ]
+
+
+# --- video -------------------------------------------------------------------
+
+
+def test_browser_shows_live_video(page: Any, served: ServedCar) -> None:
+    page.wait_for_function("document.getElementById('video').naturalWidth > 0")
+    page.keyboard.down("ArrowUp")  # a moving car sees a changing view
+    served.wait_for(lambda s: s["action"] == "forward")
+    first = video_pixels(page)
+
+    page.wait_for_timeout(400)
+    second = video_pixels(page)
+    page.keyboard.up("ArrowUp")
+
+    assert page.eval_on_selector("#video", "img => img.naturalWidth") == 120
+    assert page.eval_on_selector("#video", "img => img.clientWidth") > 300
+    assert first != second
+
+
+# --- driving -----------------------------------------------------------------
+
+
+def test_browser_held_button_drives_and_release_stops(
+    page: Any, served: ServedCar
+) -> None:
+    button = page.locator(".pad-btn[data-action=forward]")
+    box = button.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+    page.mouse.down()
+    served.wait_for(lambda s: s["action"] == "forward")
+    page.wait_for_timeout(1200)  # well past the 500 ms deadman
+    held = served.status()
+    page.mouse.up()
+    released = served.wait_for(lambda s: s["action"] == "stop", timeout_s=2.0)
+
+    assert held["action"] == "forward" and held["deadman"] is False
+    assert released["user_action"] == "stop"
+
+
+def test_browser_keyboard_drives(page: Any, served: ServedCar) -> None:
+    page.keyboard.down("ArrowLeft")
+    served.wait_for(lambda s: s["action"] == "left")
+    page.keyboard.up("ArrowLeft")
+    served.wait_for(lambda s: s["action"] == "stop")
+
+    page.keyboard.down("d")
+    served.wait_for(lambda s: s["action"] == "right")
+    page.keyboard.press("Space")
+    status = served.wait_for(lambda s: s["action"] == "stop")
+    page.keyboard.up("d")
+
+    assert status["user_action"] == "stop"
+
+
+def test_browser_deadman_stops_silent_page(page: Any, served: ServedCar) -> None:
+    # One control message, then silence: the loop must stop the car by itself.
+    page.evaluate(
+        """() => fetch("/api/control", {method: "POST",
+            headers: {"Content-Type": "application/json"},
+            body: JSON.stringify({action: "backward"})})"""
+    )
+    moving = served.wait_for(lambda s: s["action"] == "backward")
+    stopped = served.wait_for(lambda s: s["action"] == "stop", timeout_s=3.0)
+
+    assert moving["deadman"] is False
+    assert stopped["deadman"] is True
+    assert stopped["user_action"] == "backward"
+
+
+def test_browser_records_held_forward_as_forward_labels(
+    page: Any, served: ServedCar
+) -> None:
+    page.click("label.switch")  # do not record while stopped
+    served.wait_for(lambda s: s["skip_stopped"] is True)
+    page.click("#record")
+    recording = served.wait_for(lambda s: s["recording"] is True)
+    page.wait_for_selector("#record[aria-pressed=true]")
+
+    button = page.locator(".pad-btn[data-action=forward]")
+    box = button.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    served.wait_for(lambda s: s["action"] == "forward")
+    page.wait_for_timeout(2000)
+    page.wait_for_function(
+        "document.getElementById('st-frames').textContent !== '0 frames'"
+    )
+    screenshot(page, "drive-laptop-recording")
+    page.mouse.up()
+    served.wait_for(lambda s: s["action"] == "stop")
+    page.wait_for_timeout(300)
+    page.click("#record")
+    served.wait_for(lambda s: s["recording"] is False)
+    page.click("label.switch")
+    served.wait_for(lambda s: s["skip_stopped"] is False)
+
+    drive = Drive.open(served.drives_path / recording["drive"])
+    labels = [record.action for record in drive]
+    assert len(labels) >= 10
+    assert set(labels) == {Action.FORWARD}
+    assert {record.mode for record in drive} == {"user"}
+
+
+def test_browser_mode_buttons_switch_mode(page: Any, served: ServedCar) -> None:
+    page.click("[data-mode=correction]")
+    served.wait_for(lambda s: s["mode"] == "correction")
+    page.wait_for_selector("[data-mode=correction][aria-pressed=true]")
+    page.click("[data-mode=user]")
+    status = served.wait_for(lambda s: s["mode"] == "user")
+
+    assert status["action"] == "stop"
+
+
+# --- drives page -------------------------------------------------------------
+
+REVIEW_ACTIONS = [Action.FORWARD, Action.LEFT, Action.RIGHT, Action.STOP] * 10
+
+
+@pytest.fixture(scope="module")
+def review_drive(served: ServedCar) -> Path:
+    """A recorded drive of every action but backward."""
+    with DriveWriter.create(served.drives_path, name="review", car="t") as writer:
+        for index, action in enumerate(REVIEW_ACTIONS):
+            writer.append(smooth_frame(index), action, t_mono_s=index / 20)
+    return writer.path
+
+
+def test_browser_drives_page_steps_relabels_and_undoes(
+    page: Any, served: ServedCar, review_drive: Path
+) -> None:
+    actions = REVIEW_ACTIONS
+
+    page.goto(f"{served.url}/drives#review/0")
+    page.wait_for_selector("#v-name:text('review')")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector("#v-index:text-is('1')")
+    page.keyboard.press("Digit4")  # relabel frame 1 as backward
+    page.wait_for_selector("#v-action:text-is('backward')")
+    assert Drive.open(review_drive).records[1].action is Action.BACKWARD
+    page.keyboard.press("KeyX")
+    page.wait_for_selector("#v-excluded", state="visible")
+    assert len(Drive.open(review_drive)) == len(actions) - 1
+    screenshot(page, "drives-laptop")
+
+    page.keyboard.press("KeyU")
+    page.wait_for_selector("#v-excluded", state="hidden")
+    page.keyboard.press("KeyU")
+    page.wait_for_selector("#v-action:text-is('left')")
+    restored = Drive.open(review_drive)
+    assert [r.action for r in restored] == actions
+
+
+# --- screenshots -------------------------------------------------------------
+
+
+def test_browser_screenshots_phone_and_laptop(
+    browser: Any, served: ServedCar, review_drive: Path
+) -> None:
+    for name, viewport in (("phone", PHONE), ("laptop", LAPTOP)):
+        context = browser.new_context(
+            viewport=viewport, device_scale_factor=2 if name == "phone" else 1
+        )
+        page = context.new_page()
+        page.goto(f"{served.url}/?token={served.token}")
+        page.wait_for_function("document.getElementById('video').naturalWidth > 0")
+        page.wait_for_selector("#conn[data-state=ok]")
+        page.wait_for_timeout(600)
+        drive_shot = screenshot(page, f"drive-{name}")
+        page.goto(f"{served.url}/drives")
+        page.wait_for_selector(".drive-item")
+        drives_shot = screenshot(page, f"drives-{name}")
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth > window.innerWidth"
+        )
+        context.close()
+
+        assert drive_shot.stat().st_size > 10_000
+        assert drives_shot.stat().st_size > 10_000
+        assert not overflow, f"the {name} page scrolls sideways"
