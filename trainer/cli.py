@@ -13,7 +13,11 @@ from collections.abc import Sequence
 from shared.cli import make_parser, run
 
 #: Modules with an ``add_commands(subparsers)`` function, in --help order.
-COMMAND_MODULES: list[str] = ["trainer.data_cli", "trainer.train_cli"]
+COMMAND_MODULES: list[str] = [
+    "trainer.data_cli",
+    "trainer.train_cli",
+    "trainer.export_cli",
+]
 
 EPILOG = """\
 examples:

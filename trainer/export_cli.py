@@ -32,8 +32,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         subparsers,
         "export",
         _export,
-        "Export a search's best model (or a named run) to TFLite float32 and int8, "
-        "each checked against Keras on validation frames, with its model card.",
+        "Export a search's best model to TFLite (float32, int8), checked "
+        "against Keras, with its model card.",
         "trainer export searches/tub-tpe --quantize both",
     )
     export.add_argument("search", help="a search folder, or a search name")
@@ -55,8 +55,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         subparsers,
         "report",
         _report,
-        "Draw a search's trials, hyperparameters, learning curves and best "
-        "confusion matrix into PNGs and one HTML page.",
+        "Plot a search's trials, hyperparameters, learning curves and best "
+        "confusion matrix into one HTML page.",
         "trainer report searches/tub-tpe",
     )
     report.add_argument("search", help="a search folder, or a search name")
