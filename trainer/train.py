@@ -14,6 +14,7 @@ import math
 import os
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,11 +159,14 @@ def train_run(
     name: str,
     run_dir: Path | None = None,
     board: PruningBoard | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> RunResult:
     """Train one model with one seed, measure it, and save it in ``run_dir``.
 
     With a ``board`` (a search's early-stopping rule), the run stops when it
     falls behind the runs before it, and posts its own curve when done.
+    ``callbacks`` are more Keras callbacks (the Ray search reports each epoch
+    to Tune through one).
 
     Raises:
         ConfigError: the batch size is larger than the training set.
@@ -190,7 +194,7 @@ def train_run(
     val_data = make_eval_dataset(
         dataset.x_val, dataset.y_val, max(params.batch_size, 64)
     )
-    callbacks = []
+    callbacks = list(callbacks)
     if options.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(
