@@ -179,6 +179,11 @@ class DriveWriter:
             ) from self.error
         if self._closed:
             raise DriveError(f"drive {str(self.path)!r} is closed")
+        if not isinstance(image, np.ndarray):
+            raise FrameError(
+                f"a drive frame must be a numpy array, not {type(image)!r}; "
+                "pass it through shared.frames.to_model_frame"
+            )
         if image.shape != FRAME_SHAPE or image.dtype != np.uint8:
             raise FrameError(
                 f"a drive frame must be {FRAME_SHAPE} uint8, got "

@@ -23,7 +23,7 @@ from shared.drives import (
     find_drives,
     frame_file,
 )
-from shared.errors import DriveError, NotADriveError
+from shared.errors import DriveError, FrameError, NotADriveError
 from shared.frames import FRAME_SHAPE, decode_jpeg, encode_jpeg
 from tests.conftest import scripted_action, smooth_frame
 
@@ -70,6 +70,8 @@ def test_drive_writer_refuses_a_frame_of_the_wrong_shape(tmp_drives: Path) -> No
     with DriveWriter.create(tmp_drives, name="shape") as writer:
         with pytest.raises(ValueError, match="120, 120, 3"):
             writer.append(np.zeros((120, 160, 3), np.uint8), Action.STOP)
+        with pytest.raises(FrameError, match="numpy array"):
+            writer.append([[0, 0, 0]], Action.STOP)  # type: ignore[arg-type]
     assert Drive.open(writer.path).records == []
 
 
