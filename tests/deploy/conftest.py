@@ -10,7 +10,9 @@ the user's own ~/.ssh is read or changed.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import logging
 import os
 import shutil
 import socket
@@ -157,11 +159,24 @@ def deploy(capsys: pytest.CaptureFixture[str]):
     """Run ``deploy ARGS`` in this process; returns (exit code, stdout, stderr)."""
 
     def run(*args: str) -> tuple[int, str, str]:
-        code = cli.main([str(a) for a in args])
+        with keep_logging():
+            code = cli.main([str(a) for a in args])
         out, err = capsys.readouterr()
         return code, out, err
 
     return run
+
+
+@contextlib.contextmanager
+def keep_logging() -> Iterator[None]:
+    """Undo the CLI's logging set-up, whose stream is pytest's captured stderr."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def copy_model(name: str, into: Path) -> Path:
