@@ -30,6 +30,7 @@ import json
 import logging
 import secrets
 import shutil
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -59,6 +60,8 @@ MAX_BODY_BYTES = 16 * 1024
 MJPEG_BOUNDARY = "malpiframe"
 #: How long a video stream waits for a frame before checking for shutdown.
 FRAME_WAIT_S = 1.0
+#: Bytes a connection may buffer on the server side: about two video frames.
+SEND_BUFFER_BYTES = 8 * 1024
 #: Waitress worker threads: each open video stream holds one.
 SERVER_THREADS = 8
 UNAUTHORIZED_TEXT = (
@@ -343,7 +346,7 @@ def make_server(
 
     ``port=0`` picks a free port: read it back from ``server.effective_port``.
     """
-    return waitress.create_server(
+    server = waitress.create_server(
         app,
         host=host,
         port=port,
@@ -352,7 +355,20 @@ def make_server(
         # Video streams and held controls come and go; drop idle sockets soon.
         channel_timeout=30,
         clear_untrusted_proxy_headers=True,
+        # A client that cannot keep up must skip frames, not queue them: a
+        # small output buffer blocks the video generator (which then takes the
+        # newest frame) instead of piling up old frames in waitress.
+        outbuf_high_watermark=SEND_BUFFER_BYTES,
     )
+    # The same in the kernel: a fixed, small send buffer on every accepted
+    # connection (waitress applies these options at accept; they cannot be
+    # passed to create_server). Every response is small, so nothing else
+    # notices.
+    server.adj.socket_options = [
+        (socket.SOL_TCP, socket.TCP_NODELAY, 1),
+        (socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES),
+    ]
+    return server
 
 
 def serve(app: Flask, host: str, port: int, *, threads: int = SERVER_THREADS) -> None:
@@ -367,14 +383,27 @@ def serve(app: Flask, host: str, port: int, *, threads: int = SERVER_THREADS) ->
 def shutdown(app: Flask, server: BaseWSGIServer | MultiSocketServer) -> None:
     """Stop a server made by ``make_server`` from any thread.
 
-    Open video streams end first, then the worker threads are joined and every
-    socket is closed, which makes ``server.run()`` return.
+    Open video streams end first, then the worker threads are joined, then
+    every socket is closed on the server's own thread, which makes
+    ``server.run()`` return.
     """
     stop_streams(app)
     server.task_dispatcher.shutdown(timeout=2 * FRAME_WAIT_S + 1)
     socket_map = getattr(server, "map", None) or getattr(server, "_map", None)
-    if socket_map is not None:
+    trigger = getattr(server, "trigger", None)
+    if socket_map is None:
+        return
+    closed = threading.Event()
+
+    def close_all() -> None:
         wasyncore.close_all(socket_map)
+        closed.set()
+
+    if trigger is not None and socket_map:
+        trigger.pull_trigger(close_all)
+        if closed.wait(2 * FRAME_WAIT_S):
+            return
+    close_all()
 
 
 # --- helpers -------------------------------------------------------------------
