@@ -158,6 +158,7 @@ def test_donkey_import_counts_damaged_records(donkey_tub: Path, tmp_path: Path) 
     manifest = (tub / "manifest.json").read_text().splitlines()
     catalogs = json.loads(manifest[4])
     catalogs["deleted_indexes"] = [9, 10]
+    catalogs["paths"].append("catalog_1.catalog")
     manifest[4] = json.dumps(catalogs)
     (tub / "manifest.json").write_text("\n".join(manifest) + "\n")
 
@@ -167,6 +168,7 @@ def test_donkey_import_counts_damaged_records(donkey_tub: Path, tmp_path: Path) 
     assert (report.bad_lines, report.bad_values, report.pilot_frames) == (1, 1, 1)
     assert (report.missing_images, report.corrupt_images) == (1, 1)
     assert report.deleted == 2 and report.imported == 5
+    assert report.missing_catalogs == 1
     assert "2 deleted in the tub" in report.summary()
     drive = Drive.open(result.path)
     assert len(drive) == 5 and drive.verify().skipped == 0

@@ -10,7 +10,7 @@ import pytest
 
 from shared.drives import LABELS_NAME, Drive, frame_file
 from tests.conftest import scripted_action
-from tests.shared.test_donkey import REAL_TUB_COUNTS, _small_tub
+from tests.shared.test_donkey import _expected_counts, _small_tub
 from trainer.cli import main
 
 
@@ -52,19 +52,21 @@ def _damage(path: Path, kind: str) -> None:
 
 
 def test_data_import_donkey_prints_the_drive_and_its_counts(
-    capsys, donkey_tub: Path, tmp_drives: Path
+    capsys, donkey_tub: Path, tmp_path: Path
 ) -> None:
-    code, out, _ = _run(
-        capsys, "data", "import-donkey", str(donkey_tub), str(tmp_drives)
-    )
+    tub = _small_tub(donkey_tub, tmp_path / "tub", 100)
+    drives = tmp_path / "drives"
+    code, out, _ = _run(capsys, "data", "import-donkey", str(tub), str(drives))
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == str(tmp_drives / "donkeycar-tub")
+    assert lines[0] == str(drives / "tub")
     assert "angle > 0.3" in lines[1]
-    assert "read 1000 records: nothing skipped" in out
+    assert "read 100 records: nothing skipped" in out
+    counts = _expected_counts(tub, 0.3, 0.1)
     row = lines[-1].split()
-    assert row[:7] == ["donkeycar-tub", "1000", *map(str, REAL_TUB_COUNTS.values())]
-    assert row[7:9] == ["46.6%", "forward"]
+    assert row[:7] == ["tub", "100", *map(str, counts.values())]
+    majority = max(counts, key=counts.__getitem__)
+    assert row[7:9] == [f"{counts[majority] / 100:.1%}", majority]
 
 
 def test_data_import_donkey_takes_thresholds(
@@ -242,6 +244,11 @@ def test_data_edit_refuses_an_unknown_frame(capsys, make_drive) -> None:
     path = make_drive(3)
     code, _, err = _run(capsys, "data", "edit", str(path), "--exclude", "7")
     assert code == 2 and "has no frame 7" in _one_line_error(err)
+
+
+def test_data_without_a_command_shows_help(capsys) -> None:
+    code, out, _ = _run(capsys, "data")
+    assert code == 2 and "import-donkey" in out and "verify" in out
 
 
 def test_data_commands_show_an_example(capsys) -> None:
