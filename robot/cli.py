@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from shared.cli import make_parser, run
 
 #: Modules with an ``add_commands(subparsers)`` function, in --help order.
-COMMAND_MODULES: list[str] = ["robot.modelstore"]
+COMMAND_MODULES: list[str] = ["robot.drive_cli", "robot.modelstore"]
 
 EPILOG = """\
 examples:

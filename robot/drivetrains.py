@@ -109,9 +109,9 @@ class GpioZeroDrivetrain(_ClosesOnce):
         except Exception as err:
             raise HardwareError(
                 f"cannot drive motors on BCM pins left={list(self.left_pins)!r} "
-                f"right={list(self.right_pins)!r}: {err}; check motors.left_pins/"
-                "right_pins in robot.toml, or set GPIOZERO_PIN_FACTORY=mock "
-                "off the Pi"
+                f"right={list(self.right_pins)!r}: {type(err).__name__}: {err}; "
+                "check motors.left_pins/right_pins in robot.toml, or off the Pi "
+                "set GPIOZERO_PIN_FACTORY=mock GPIOZERO_MOCK_PIN_CLASS=mockpwmpin"
             ) from err
         log.info(
             "gpiozero motors on BCM pins left=%s right=%s",
