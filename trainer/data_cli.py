@@ -66,7 +66,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         commands,
         "stats",
         _stats,
-        "frames per action, majority share, duration and fps of drives",
+        "frames per action, majority share, duration and fps of drives "
+        "(reads labels only; verify decodes every frame)",
         "trainer data stats drives/",
     )
     sub.add_argument("drives", metavar="DRIVE", nargs="+", type=Path, help=_DRIVES)
