@@ -225,7 +225,10 @@ class Pilot:
     @property
     def name(self) -> str:
         """A short name: the model's folder and the start of its sha256."""
-        return f"{self.model_path.parent.name}@{self.sha256[:12]}"
+        folder = self.model_path.parent.name
+        if folder == self.sha256:  # models/<sha256>/ on the car
+            return self.sha256[:12]
+        return f"{folder}@{self.sha256[:12]}"
 
     def describe(self) -> dict[str, Any]:
         """JSON-able facts for status pages."""
