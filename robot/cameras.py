@@ -10,8 +10,8 @@ publishes timestamped 120x120 RGB model frames. ``make_camera`` picks one by
 - ``opencv``: a USB webcam through OpenCV (``pip install "malpi[webcam]"``);
 - ``replay``: the frames of a recorded drive, looping, at the drive's own
   rate or ``replay_rate_hz``;
-- ``sim``: the simulator's camera when ``robot.sim`` provides one, else a
-  moving test pattern;
+- ``sim``: the simulator's camera (``robot.sim.backends.SimCamera``), or a
+  moving test pattern when the simulator is not installed;
 - ``pattern``: a moving test pattern, for demos and tests.
 
 A camera that is not there (picamera2 not installed, no device, a replay path
@@ -21,6 +21,7 @@ that is not a drive) raises ``HardwareError`` with a one-line reason.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import threading
 import time
@@ -370,11 +371,12 @@ class PatternCamera(ThreadedCamera):
 # --- the factory -----------------------------------------------------------------
 
 
-def make_camera(config: CameraConfig, *, sim: Any = None) -> Camera:
+def make_camera(config: CameraConfig, *, world: Any = None) -> Camera:
     """Build the camera ``config.backend`` names (not yet opened).
 
-    ``sim`` is the simulated world the ``sim`` backend renders, when the
-    simulator is installed (see ``robot.sim``).
+    For the ``sim`` backend, ``world`` is the ``robot.sim.backends.SimWorld``
+    whose car the camera rides on (shared with the sim drivetrain); without
+    one the camera gets a world of its own.
 
     Raises:
         HardwareError: the backend name is unknown.
@@ -396,10 +398,18 @@ def make_camera(config: CameraConfig, *, sim: Any = None) -> Camera:
     if backend == "pattern":
         return PatternCamera(rate_hz=config.rate_hz)
     if backend == "sim":
-        if sim is not None:
-            return sim.make_camera()
-        log.warning("no simulated world given: the sim camera shows a test pattern")
-        return PatternCamera(rate_hz=config.rate_hz)
+        sim = _sim_backends()
+        if sim is None:
+            log.warning("the simulator is not installed: showing a test pattern")
+            return PatternCamera(rate_hz=config.rate_hz)
+        return sim.SimCamera(world or sim.SimWorld(), rate_hz=config.rate_hz)
     raise HardwareError(
         f"unknown camera backend {backend!r}; use one of {', '.join(CAMERA_BACKENDS)}"
     )
+
+
+def _sim_backends() -> Any:
+    """``robot.sim.backends``, or None when the simulator is not installed."""
+    if importlib.util.find_spec("robot.sim.backends") is None:
+        return None
+    return importlib.import_module("robot.sim.backends")

@@ -165,30 +165,16 @@ class _Car:
 
 def _make_car(config: RobotConfig, args: argparse.Namespace) -> _Car:
     """Build the camera and drivetrain; sim ones share one simulated world."""
-    if config.camera.backend == "sim" or config.motors.backend == "sim":
-        if importlib.util.find_spec("robot.sim.backends") is None:
-            log.warning("the simulator is not installed: test pattern, no motors")
-            return _Car(
-                PatternCamera(rate_hz=config.camera.rate_hz),
-                RecordingDrivetrain(
-                    speed=config.motors.speed, turn_speed=config.motors.turn_speed
-                ),
-            )
+    world = None
+    uses_sim = "sim" in (config.camera.backend, config.motors.backend)
+    if uses_sim and importlib.util.find_spec("robot.sim.backends") is not None:
         backends = importlib.import_module("robot.sim.backends")
         sim_config = importlib.import_module("robot.sim.config").SimConfig(
             shape=args.track, seed=args.seed
         )
-        world, camera, drivetrain = backends.make_sim_backends(
-            sim_config, camera_rate_hz=config.camera.rate_hz
-        )
-        if config.camera.backend != "sim":
-            camera = make_camera(config.camera)
-        if config.motors.backend != "sim":
-            drivetrain.close()
-            drivetrain = make_drivetrain(config.motors)
-        return _Car(camera, drivetrain, world)
-    camera = make_camera(config.camera)
-    return _Car(camera, make_drivetrain(config.motors))
+        world = backends.SimWorld(sim_config)
+    camera = make_camera(config.camera, world=world)
+    return _Car(camera, make_drivetrain(config.motors, world=world), world)
 
 
 @contextmanager

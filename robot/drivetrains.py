@@ -11,14 +11,15 @@ picks one by ``MotorsConfig.backend``:
   pin driven by PWM;
 - ``motorhat``: the Adafruit DC Motor HAT (PCA9685 over I2C) through
   ``adafruit-circuitpython-motorkit`` (``pip install "malpi[motorhat]"``);
-- ``sim``: the simulator's car when ``robot.sim`` provides one, else
-  ``RecordingDrivetrain``;
+- ``sim``: the simulator's car (``robot.sim.backends.SimDrivetrain``), or
+  ``RecordingDrivetrain`` when the simulator is not installed;
 - ``recording``: no motors, only a log of the commands, for tests and demos.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import threading
 from typing import Any
@@ -206,10 +207,12 @@ class RecordingDrivetrain(_ClosesOnce):
             self.commands.append((_clamp(left), _clamp(right)))
 
 
-def make_drivetrain(config: MotorsConfig, *, sim: Any = None) -> Drivetrain:
+def make_drivetrain(config: MotorsConfig, *, world: Any = None) -> Drivetrain:
     """Build the drivetrain ``config.backend`` names.
 
-    ``sim`` is the simulated world whose car the ``sim`` backend drives.
+    For the ``sim`` backend, ``world`` is the ``robot.sim.backends.SimWorld``
+    whose car the motors drive (shared with the sim camera); without one the
+    motors get a world of their own.
 
     Raises:
         HardwareError: the backend is unknown or its hardware is missing.
@@ -229,10 +232,11 @@ def make_drivetrain(config: MotorsConfig, *, sim: Any = None) -> Drivetrain:
     if backend == "recording":
         return RecordingDrivetrain(**speeds)
     if backend == "sim":
-        if sim is not None:
-            return sim.make_drivetrain()
-        log.warning("no simulated world given: sim motors only record commands")
-        return RecordingDrivetrain(**speeds)
+        if importlib.util.find_spec("robot.sim.backends") is None:
+            log.warning("the simulator is not installed: motors only record")
+            return RecordingDrivetrain(**speeds)
+        sim = importlib.import_module("robot.sim.backends")
+        return sim.SimDrivetrain(world or sim.SimWorld(), **speeds)
     raise HardwareError(
         f"unknown motors backend {backend!r}; use one of "
         f"{', '.join(DRIVETRAIN_BACKENDS)}"

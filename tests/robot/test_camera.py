@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -190,9 +191,26 @@ def test_camera_read_times_out_when_closed_camera_gives_nothing():
         camera.read(timeout_s=0.05)
 
 
-def test_make_camera_sim_without_a_world_falls_back_to_the_pattern():
-    camera = make_camera(CameraConfig(backend="sim"))
-    assert isinstance(camera, PatternCamera)
+def test_make_camera_sim_rides_the_car_the_sim_motors_drive():
+    backends = pytest.importorskip("robot.sim.backends")
+    from robot.drivetrains import make_drivetrain
+    from shared.actions import Action
+    from shared.config import MotorsConfig
+
+    world = backends.SimWorld()
+    camera = make_camera(CameraConfig(backend="sim", rate_hz=50), world=world)
+    motors = make_drivetrain(MotorsConfig(backend="sim"), world=world)
+    assert camera.name == "sim" and motors.name == "sim"
+    with camera, motors:
+        first = camera.read(timeout_s=2.0)
+        start = world.pose
+        motors.drive(Action.FORWARD)
+        time.sleep(0.3)
+        later = camera.read(after_index=first.index, timeout_s=2.0)
+    moved_m = np.hypot(world.pose.x_m - start.x_m, world.pose.y_m - start.y_m)
+    assert moved_m > 0.05
+    assert later.image.shape == FRAME_SHAPE
+    assert not np.array_equal(first.image, later.image)
 
 
 def test_replay_camera_path_with_home(monkeypatch, make_drive):
