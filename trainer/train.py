@@ -136,8 +136,8 @@ class TrialResult:
 def set_threads(threads: int | None) -> None:
     """Use ``threads`` CPU threads inside TensorFlow ops (None: TF's choice).
 
-    Must run before TensorFlow starts its runtime; later calls are logged
-    and ignored.
+    Must run before TensorFlow starts its runtime (as the command line
+    does); once TensorFlow runs, the call is logged and changes nothing.
     """
     if not threads:
         return
@@ -146,8 +146,11 @@ def set_threads(threads: int | None) -> None:
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-    except RuntimeError as err:
-        log.warning("cannot set TensorFlow threads to %d now: %s", threads, err)
+    except RuntimeError:
+        log.info(
+            "TensorFlow is running already: its threads stay as they are, not %d",
+            threads,
+        )
 
 
 def train_run(

@@ -96,6 +96,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="random trials before TPE starts modelling (default: trials/3, 3-20)",
     )
+    # Distributed search on a Ray cluster (trainer.distributed).
+    search.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run on a Ray cluster: auto, local, HOST:6379 or ray://HOST:10001",
+    )
+    search.add_argument(
+        "--concurrency", type=int, default=2, help="with --ray: trials at a time"
+    )
+    search.add_argument(
+        "--trial-cpus",
+        type=int,
+        help="with --ray: CPUs and TensorFlow threads per trial "
+        "(default: the cluster's CPUs / --concurrency)",
+    )
     _add_common(search)
 
 
@@ -298,14 +313,26 @@ def _search(args: argparse.Namespace) -> int:
     read_meta(path)
     dataset = load_dataset(args.drives, cache_dir)
     print(_data_line(dataset), flush=True)
-    record = run_search(
-        path,
-        args.drives,
-        options,
-        cache_dir=cache_dir,
-        space=space,
-        dataset=dataset,
-        echo=lambda line: print(line, flush=True),
-    )
+    if args.ray:
+        from trainer.distributed import RayOptions, run_ray_search
+
+        record = run_ray_search(
+            path,
+            options,
+            RayOptions(args.ray, args.concurrency, args.trial_cpus),
+            dataset=dataset,
+            space=space,
+            echo=lambda line: print(line, flush=True),
+        )
+    else:
+        record = run_search(
+            path,
+            args.drives,
+            options,
+            cache_dir=cache_dir,
+            space=space,
+            dataset=dataset,
+            echo=lambda line: print(line, flush=True),
+        )
     print(f"saved {record.path}")
     return 0
