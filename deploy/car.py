@@ -55,7 +55,7 @@ NOT_FOUND = 127
 _LOCAL_PREFIXES = ("/", "./", "../", "~")
 #: A shell saying it cannot run rsync: bash, dash ("sh: 1:") and others.
 _RSYNC_MISSING = re.compile(
-    r"^(?:\S+: )?(?:\d+: )?\S*rsync: (?:command not found|not found|"
+    r"^(?:[^:]+: )*\S*rsync: (?:command not found|not found|"
     r"no such file or directory)$"
 )
 _HOST_PORT = re.compile(r"^(?P<dest>[^:/\s]+):(?P<port>\d+)$")
@@ -432,10 +432,15 @@ def rsync_error(car: Car, code: int, stderr: str, what: str) -> DeployError:
         )
     if code == SSH_FAILED:
         return ssh_error(car, stderr)
-    if code == NOT_FOUND or any(_RSYNC_MISSING.match(x) for x in low.splitlines()):
+    if (
+        code == NOT_FOUND
+        or any(_RSYNC_MISSING.match(x) for x in low.splitlines())
+        or "(0 bytes received so far)" in low
+    ):
         return DeployError(
-            f"rsync is not installed on the car {car.name!r} ({line}); install it "
-            "there (sudo apt install rsync) or give its path with --rsync-path"
+            f"rsync is not installed on the car {car.name!r} or did not start "
+            f"({line}); install it there (sudo apt install rsync) or give its "
+            "path with --rsync-path"
         )
     if code in (20, 30, 35) or "killed" in low:
         return DeployError(f"the {what} was interrupted ({line}); run it again")
