@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.car import parse_target
+from deploy.car import parse_target, rsync_error
 from deploy.push import find_model
 from shared.errors import DeployError
 from shared.modelcard import ModelCard
@@ -212,3 +213,44 @@ def test_parse_target_forms(text, destination, port, home):
 def test_parse_target_refuses_host_path():
     with pytest.raises(DeployError, match="--car-home"):
         parse_target("pi@car:/home/pi/malpi")
+
+
+def test_push_ssh_url_with_options_passed_through(sshd, car_home, deploy):
+    root = sshd.root
+    code, out, err = deploy(
+        "push",
+        FIXTURE_MODELS / "tiny-int8",
+        "--car",
+        f"ssh://{getpass.getuser()}@127.0.0.1:{sshd.port}{car_home}",
+        "-F",
+        "none",
+        "-o",
+        f"IdentityFile={root / 'user_key'}",
+        "-o",
+        f"UserKnownHostsFile={root / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=accept-new",
+        "--robot-cmd",
+        ROBOT_CMD,
+    )
+    assert code == 0, err
+    assert _link(car_home, "current") == _sha("tiny-int8")
+
+
+def test_push_ssh_option_overrides_config(sshd, car_home, deploy):
+    args = sshd.car_args(car_home, "car-down") + ["-o", f"Port={sshd.port}"]
+    code, out, err = deploy("push", FIXTURE_MODELS / "tiny-int8", *args)
+    assert code == 0, err
+    assert _link(car_home, "current") == _sha("tiny-int8")
+
+
+@pytest.mark.parametrize(
+    ("stderr", "code", "expected"),
+    [
+        ('rsync: write failed on "x": No space left on device (28)', 11, "disk space"),
+        ("rsync error: received SIGINT, SIGTERM, or SIGHUP (code 20)", 20, "again"),
+        ("sh: 1: rsync: not found\n", 127, "rsync is not installed on the car"),
+    ],
+)
+def test_rsync_error_names_the_cause(stderr, code, expected):
+    assert expected in str(rsync_error(parse_target("car"), code, stderr, "push"))
