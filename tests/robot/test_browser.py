@@ -1,19 +1,27 @@
 """End to end in a real browser: headless Chromium against the served app.
 
-A real ``DriveLoop`` runs on its own thread with the simulator's camera and
-motors, and the app is served by waitress on a free loopback port, exactly as
-``robot drive --sim`` serves it. The browser is Debian's Chromium driven by
-Playwright. What the car does is read back over HTTP from ``/api/status``.
-Screenshots go to ``artifacts/screenshots/``.
+The car is the real ``robot drive --sim`` command (the simulator's camera
+and motors, a real ``DriveLoop``, the app served by waitress) on a free
+loopback port; the tests open the URL and token it prints. The browser is
+Debian's Chromium driven by Playwright. What the car does is read back over
+HTTP from ``/api/status``. Screenshots go to ``artifacts/screenshots/``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +30,6 @@ import pytest
 
 from robot.loop import DriveLoop
 from robot.sim.backends import make_sim_backends
-from robot.sim.config import SimConfig
 from robot.web.app import create_app, make_server, shutdown
 from shared.actions import Action
 from shared.drives import Drive, DriveWriter
@@ -51,7 +58,6 @@ class ServedCar:
     url: str
     token: str
     drives_path: Path
-    loop: DriveLoop
 
     def status(self) -> dict[str, Any]:
         request = urllib.request.Request(
@@ -75,29 +81,100 @@ class ServedCar:
         return status
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCar]:
-    """The drive loop and its web app, served by waitress on 127.0.0.1."""
-    config = make_config(tmp_path_factory.mktemp("car") / "malpi")
-    config.pilot.max_frame_age_ms = 250.0
-    world, camera, drivetrain = make_sim_backends(
-        SimConfig(shape="oval"), camera_rate_hz=20.0
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def robot_drive_sim(folder: Path) -> Iterator[ServedCar]:
+    """Run ``robot drive --sim`` and read its URL and token from its output."""
+    home = folder / "malpi"
+    config_path = folder / "robot.toml"
+    config_path.write_text(
+        f'home = "{home}"\n'
+        'car_name = "testcar"\n'
+        "skip_stopped = false\n"
+        "[camera]\nrate_hz = 20.0\n"
+        f'[web]\nhost = "127.0.0.1"\nport = {free_port()}\n'
     )
-    with camera, drivetrain:
-        with DriveLoop(config, camera, drivetrain) as loop:
-            loop.extra_status["sim"] = world.status
-            app = create_app(config, loop)
-            server = make_server(app, "127.0.0.1", 0)
-            thread = threading.Thread(target=server.run, daemon=True)
-            thread.start()
+    log_path = folder / "robot-drive.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "robot.cli", "drive", "--sim"]
+            + ["--config", str(config_path)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stdout], daemon=True
+    ).start()
+    try:
+        url = ""
+        deadline = time.monotonic() + 60
+        while not url and time.monotonic() < deadline and process.poll() is None:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if "drive at " in line:
+                url = line.split("drive at ", 1)[1].strip()
+        if not url:
+            pytest.fail(f"robot drive --sim printed no URL: {log_path.read_text()}")
+        parts = urllib.parse.urlsplit(url)
+        token = urllib.parse.parse_qs(parts.query)["token"][0]
+        car = ServedCar(f"{parts.scheme}://{parts.netloc}", token, home / "drives")
+        car.wait_for(lambda s: s["fps"] is not None, timeout_s=30)
+        yield car
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def served_in_process(folder: Path) -> Iterator[ServedCar]:
+    """The same car as ``robot drive --sim``, served from this process."""
+    config = make_config(folder / "malpi")
+    config.camera.rate_hz = 20.0
+    world, camera, drivetrain = make_sim_backends(camera_rate_hz=20.0)
+    with camera, drivetrain, DriveLoop(config, camera, drivetrain) as loop:
+        loop.extra_status["sim"] = world.status
+        app = create_app(config, loop)
+        server = make_server(app, "127.0.0.1", 0)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        try:
             yield ServedCar(
                 url=f"http://127.0.0.1:{server.effective_port}",
                 token=app.config["MALPI_TOKEN"],
                 drives_path=config.drives_path,
-                loop=loop,
             )
+        finally:
             shutdown(app, server)
             thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedCar]:
+    """The simulated car and its web app, served by waitress on 127.0.0.1.
+
+    The real ``robot drive --sim`` command when it is installed; otherwise
+    the same loop, app and server built here.
+    """
+    folder = tmp_path_factory.mktemp("car")
+    if importlib.util.find_spec("robot.drive_cli") is not None:
+        with robot_drive_sim(folder) as car:
+            yield car
+    else:
+        with served_in_process(folder) as car:
+            yield car
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +200,13 @@ def page(browser: Any, served: ServedCar) -> Iterator[Any]:
     served.wait_for(lambda s: s["action"] == "stop")
 
 
-def screenshot(page: Any, name: str) -> Path:
+SCROLLS_SIDEWAYS = "document.documentElement.scrollWidth > window.innerWidth"
+
+
+def screenshot(page: Any, name: str, full_page: bool = False) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 
@@ -218,6 +298,60 @@ def test_browser_keyboard_drives(page: Any, served: ServedCar) -> None:
     page.keyboard.press("Space")
     status = served.wait_for(lambda s: s["action"] == "stop")
     page.keyboard.up("d")
+
+    assert status["user_action"] == "stop"
+
+
+def test_browser_touch_hold_drives_on_a_phone(browser: Any, served: ServedCar) -> None:
+    context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(f"{served.url}/?token={served.token}")
+    page.wait_for_selector("#conn[data-state=ok]")
+    box = page.locator(".pad-btn[data-action=right]").bounding_box()
+    point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
+    touch = context.new_cdp_session(page)
+
+    touch.send(
+        "Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [point]}
+    )
+    served.wait_for(lambda s: s["action"] == "right")
+    page.wait_for_timeout(800)  # held past the deadman
+    held = served.status()
+    touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    released = served.wait_for(lambda s: s["action"] == "stop")
+    context.close()
+
+    assert held["action"] == "right"
+    assert released["user_action"] == "stop"
+
+
+# A stand-in for a gamepad: Playwright cannot plug one in, so the page's
+# navigator.getGamepads() returns this object, in the standard mapping.
+FAKE_GAMEPAD = """
+window.testPad = {
+    id: "Test pad (STANDARD GAMEPAD)", index: 0, connected: true,
+    mapping: "standard", timestamp: 0, axes: [0, 0, 0, 0],
+    buttons: Array.from({length: 17}, () => ({pressed: false, value: 0})),
+};
+navigator.getGamepads = () => [window.testPad];
+"""
+
+
+def test_browser_gamepad_stick_and_dpad_drive(page: Any, served: ServedCar) -> None:
+    page.add_init_script(FAKE_GAMEPAD)
+    page.reload()
+    page.wait_for_selector("#conn[data-state=ok]")
+    page.evaluate("window.dispatchEvent(new Event('gamepadconnected'))")
+    page.wait_for_selector("#gamepad:text('Test pad')")
+
+    page.evaluate("window.testPad.axes[0] = -0.9")  # left stick to the left
+    served.wait_for(lambda s: s["action"] == "left")
+    page.evaluate("window.testPad.axes[0] = 0.1")  # back inside the dead zone
+    served.wait_for(lambda s: s["action"] == "stop")
+    page.evaluate("window.testPad.buttons[12].pressed = true")  # d-pad up
+    served.wait_for(lambda s: s["action"] == "forward")
+    page.evaluate("window.testPad.buttons[12].pressed = false")
+    status = served.wait_for(lambda s: s["action"] == "stop")
 
     assert status["user_action"] == "stop"
 
@@ -335,15 +469,15 @@ def test_browser_screenshots_phone_and_laptop(
         page.wait_for_function("document.getElementById('video').naturalWidth > 0")
         page.wait_for_selector("#conn[data-state=ok]")
         page.wait_for_timeout(600)
-        drive_shot = screenshot(page, f"drive-{name}")
+        shots = [screenshot(page, f"drive-{name}")]
+        if name == "phone":
+            shots.append(screenshot(page, "drive-phone-full", full_page=True))
+        overflows = [page.evaluate(SCROLLS_SIDEWAYS)]
         page.goto(f"{served.url}/drives")
         page.wait_for_selector(".drive-item")
-        drives_shot = screenshot(page, f"drives-{name}")
-        overflow = page.evaluate(
-            "document.documentElement.scrollWidth > window.innerWidth"
-        )
+        shots.append(screenshot(page, f"drives-{name}"))
+        overflows.append(page.evaluate(SCROLLS_SIDEWAYS))
         context.close()
 
-        assert drive_shot.stat().st_size > 10_000
-        assert drives_shot.stat().st_size > 10_000
-        assert not overflow, f"the {name} page scrolls sideways"
+        assert all(shot.stat().st_size > 10_000 for shot in shots)
+        assert overflows == [False, False], f"a {name} page scrolls sideways"

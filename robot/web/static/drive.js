@@ -130,7 +130,7 @@
       if (action) press("gamepad", action);
       else release("gamepad");
     }
-    $("gamepad").textContent = name ? `Gamepad: ${name.split("(")[0].trim()}.` : "Gamepad: press any button.";
+    $("gamepad").textContent = name ? `gamepad: ${name.split("(")[0].trim()}` : "gamepad: press a button";
     if (name) requestAnimationFrame(pollGamepads);
     else padPolling = false;
   }
@@ -146,14 +146,21 @@
 
   let status = null;
 
+  // Each control gives the focus back, so that Space (stop) and the arrows
+  // never press a focused button by accident.
   for (const btn of document.querySelectorAll("[data-mode]")) {
-    btn.addEventListener("click", () => send({ mode: btn.dataset.mode }).then(poll));
+    btn.addEventListener("click", () => {
+      btn.blur();
+      send({ mode: btn.dataset.mode }).then(poll);
+    });
   }
-  $("record").addEventListener("click", () => {
+  $("record").addEventListener("click", (event) => {
+    event.currentTarget.blur();
     const on = !(status && status.recording);
     send({ recording: on }).then(poll);
   });
   $("skip-stopped").addEventListener("change", (event) => {
+    event.target.blur();
     send({ skip_stopped: event.target.checked }).then(poll);
   });
 
