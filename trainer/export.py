@@ -202,7 +202,12 @@ def convert_to_tflite(
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
 
     # Keras prints "Saved artifact at ..." while converting: keep it in the log.
+    # TensorFlow logs its temporary SavedModel at INFO: keep that for --debug.
     chatter = io.StringIO()
+    tf_log = logging.getLogger("tensorflow")
+    tf_level = tf_log.level
+    if not log.isEnabledFor(logging.DEBUG):
+        tf_log.setLevel(logging.WARNING)
     try:
         with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
             # The uint8 input is cast inside the model: it needs no statistics.
@@ -214,6 +219,7 @@ def convert_to_tflite(
             "use layers with built-in TFLite ops only"
         ) from err
     finally:
+        tf_log.setLevel(tf_level)
         if chatter.getvalue():
             log.debug("converter output: %s", chatter.getvalue().strip())
     return bytes(model_bytes)

@@ -309,7 +309,7 @@ def plot_curves(view: SearchView) -> Any:
     source = "re-runs" if view.reruns else "search trials"
     axes.set_title(f"top configurations ({source}): mean ± std over runs")
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(loc="best", fontsize=8)
     return figure
 
 
@@ -328,19 +328,26 @@ def plot_confusion(view: SearchView) -> Any:
     image = axes.imshow(recall, cmap="Blues", vmin=0, vmax=1)
     for row in range(len(counts)):
         for col in range(len(counts)):
+            share = f"\n{recall[row, col]:.0%}" if totals[row, 0] else ""
             axes.text(
                 col,
                 row,
-                f"{int(counts[row, col])}\n{recall[row, col]:.0%}",
+                f"{int(counts[row, col])}{share}",
                 ha="center",
                 va="center",
                 fontsize=9,
                 color="white" if recall[row, col] > 0.55 else "black",
             )
     axes.set_xticks(range(len(labels)), labels)
-    axes.set_yticks(range(len(labels)), labels)
+    axes.set_yticks(
+        range(len(labels)),
+        [
+            f"{label}\n({int(n)})"
+            for label, n in zip(labels, totals[:, 0], strict=False)
+        ],
+    )
     axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
+    axes.set_ylabel("true (validation frames)")
     balanced = run.get("balanced_accuracy")
     baseline = run.get("majority_baseline")
     accuracy = np.trace(counts) / counts.sum() if counts.sum() else float("nan")
@@ -426,7 +433,7 @@ def trial_rows(view: SearchView, count: int = TOP_TABLE) -> list[dict[str, Any]]
                 "balanced_accuracy": float(np.mean(balanced)) if balanced else None,
                 "collapsed": collapsed,
                 "runs": total,
-                "epochs": trial.get("epochs_run"),
+                "epochs": _epochs_text(runs),
                 "params": trial.get("params", {}),
             }
         )
@@ -497,7 +504,7 @@ def render_html(
     parts.append(
         "<h2>Top trials</h2><table class=grid><tr><th>#</th><th>trial</th>"
         "<th>score ± std</th><th>balanced accuracy</th><th>collapsed runs</th>"
-        "<th>epochs</th><th>parameters</th></tr>"
+        "<th>epochs per run</th><th>parameters</th></tr>"
     )
     for row in trial_rows(view):
         flag = (
@@ -547,6 +554,7 @@ img{max-width:100%;border:1px solid #ddd}
 table{border-collapse:collapse;margin:0.5em 0}
 .grid td,.grid th{border:1px solid #ccc;padding:3px 8px;font-size:0.9em}
 .grid th{background:#f3f3f3}
+.grid td:not(:last-child){white-space:nowrap}
 .kv td{padding:2px 10px 2px 0;vertical-align:top}
 .kv td:first-child{color:#666}
 .bad{background:#fde0dc;font-weight:bold}
@@ -619,6 +627,15 @@ def _val_curve(run: dict[str, Any]) -> list[float]:
         for v in (run.get("history") or {}).get("val_accuracy", [])
         if _is_number(v)
     ]
+
+
+def _epochs_text(runs: list[dict[str, Any]]) -> str:
+    """Epochs each run trained, e.g. ``6`` or ``4-6`` (early stops)."""
+    epochs = [int(r["epochs"]) for r in runs if _is_number(r.get("epochs"))]
+    if not epochs:
+        return "–"
+    low, high = min(epochs), max(epochs)
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _collapsed_runs(record: dict[str, Any]) -> tuple[int, int]:
