@@ -125,7 +125,7 @@ class SimWorld:
                 log.info("sim car left the track (%d so far)", self.departures)
             else:
                 limit_s = self.config.reset_after_off_track_s
-                if limit_s and self.time_s - self._off_since_s >= limit_s:
+                if limit_s and self.time_s - self._off_since_s >= limit_s - 1e-9:
                     self.reset()
             return self.car.pose
 

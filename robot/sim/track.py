@@ -317,6 +317,7 @@ def make_track(
             raise SimulationError(
                 f"random track seed {seed!r} {problem}; {_suggest_seed(seed, config)}"
             )
+        points = np.roll(points, -_straightest(points, config.spacing_m), axis=0)
     _check_turn_radius(shape, seed, points, config)
     track = Track(shape, seed, config, points)
     log.debug("built %r", track)
@@ -399,6 +400,15 @@ def _curvature(points: np.ndarray) -> np.ndarray:
     kernel = np.ones(5) / 5
     padded = np.concatenate([turn[-2:], turn, turn[:2]])
     return np.convolve(padded, kernel, mode="valid") / spacing
+
+
+def _straightest(points: np.ndarray, spacing_m: float, span_m: float = 1.0) -> int:
+    """Index where the metre of track that follows curves least: the start line."""
+    reach = max(1, int(span_m / spacing_m))
+    curvature = np.abs(_curvature(points))
+    ahead = np.concatenate([curvature, curvature[:reach]])
+    window = np.convolve(ahead, np.ones(reach), mode="valid")[: len(points)]
+    return int(np.argmin(window))
 
 
 def _check_turn_radius(
@@ -487,7 +497,7 @@ def _paint(track: Track) -> tuple[FloorRaster, Appearance]:
     _blend(image, centre_alpha * dash_alpha, yellow * tape_shade)
 
     # Lighting: overall gain and tint, a gradient across the room, a few lamps.
-    gain = rng.uniform(0.7, 1.2)
+    gain = rng.uniform(0.7, 1.15)
     tint = rng.uniform(0.92, 1.08, 3)
     ys, xs = np.mgrid[0:rows, 0:cols].astype(np.float32) * res
     extent = max(rows, cols) * res
@@ -556,14 +566,14 @@ def _distance_field(
     """Distance to the centre line and arc length of the nearest point, for each
     raster pixel within ``reach_m`` of the line (``inf`` and 0 elsewhere).
 
-    Each segment scatters a grid of samples (half a pixel apart) over the strip
+    Each segment scatters a grid of samples (0.7 pixel apart) over the strip
     around it; each pixel keeps the nearest segment among those that reached
     it. Where the figure-eight crosses, the nearer branch wins, so the tape of
     one branch does not cross the other's lane.
     """
     rows, cols = shape_px
-    step = res / 2
-    along = np.arange(-track.spacing_m, 2 * track.spacing_m + 1e-9, step)
+    step = 0.7 * res  # < res / sqrt(2): every pixel square gets a sample
+    along = np.arange(-0.5 * track.spacing_m, 1.5 * track.spacing_m, step)
     across = np.arange(-(reach_m + res), reach_m + res + 1e-9, step)
     offsets_a = np.repeat(along, len(across))
     offsets_n = np.tile(across, len(along))
@@ -642,7 +652,7 @@ def _floor_texture(
         return (metres / res, metres / res)
 
     if kind == "concrete":
-        base = rng.uniform(100, 170) + tint
+        base = rng.uniform(90, 160) + tint
         shade = 20 * _smooth_noise(rng, shape, cells(1.0))
         shade += 10 * _smooth_noise(rng, shape, cells(0.2))
         shade += 4 * rng.normal(0, 1, shape)
@@ -662,7 +672,7 @@ def _floor_texture(
         shade += stripes[:, None] if along_x else stripes[None, :]
         shade += 3 * rng.normal(0, 1, shape)
     elif kind == "tiles":
-        base = rng.uniform(165, 215) + tint
+        base = rng.uniform(125, 180) + tint
         tile_px = rng.uniform(0.3, 0.6) / res
         grout_px = 0.008 / res
         r = np.arange(rows)[:, None] / tile_px
