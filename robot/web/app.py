@@ -48,7 +48,7 @@ from waitress.server import BaseWSGIServer, MultiSocketServer
 from shared import __version__
 from shared.actions import ACTION_LABELS, Action
 from shared.config import RobotConfig
-from shared.drives import MODES, Drive
+from shared.drives import EDITS_NAME, LABELS_NAME, META_NAME, MODES, Drive
 from shared.errors import DriveError, HardwareError, MalpiError
 from shared.frames import encode_jpeg
 
@@ -97,6 +97,57 @@ class _JpegCache:
             return self._jpeg
 
 
+class _SummaryCache:
+    """Each drive's listing entry, re-read only when its labels or edits change.
+
+    Reading a drive checks every frame file, so the drives page, which polls
+    the list, would otherwise stat every frame of every drive each time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[Path, tuple[tuple[int, ...], dict[str, Any]]] = {}
+
+    def get(self, path: Path) -> dict[str, Any]:
+        key = _change_key(path)
+        with self._lock:
+            cached = self._entries.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        summary = _drive_summary(path)
+        with self._lock:
+            self._entries[path] = (key, summary)
+        return summary
+
+
+def _change_key(path: Path) -> tuple[int, ...]:
+    key: list[int] = []
+    for name in (LABELS_NAME, EDITS_NAME):
+        try:
+            stat = (path / name).stat()
+            key += [stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            key += [-1, -1]
+    return tuple(key)
+
+
+def _drive_summary(path: Path) -> dict[str, Any]:
+    try:
+        drive = Drive.open(path)
+    except DriveError as err:
+        return {"name": path.name, "error": str(err)}
+    stats = drive.stats()
+    return {
+        "name": drive.name,
+        "created": drive.meta.get("created", ""),
+        "frames": stats.frames,
+        "excluded": drive.report.excluded,
+        "counts": stats.counts,
+        "duration_s": round(stats.duration_s, 2),
+        "fps": round(stats.fps, 2),
+    }
+
+
 def create_app(config: RobotConfig, loop: Any) -> Flask:
     """Build the web app around a started ``DriveLoop``.
 
@@ -115,6 +166,7 @@ def create_app(config: RobotConfig, loop: Any) -> Flask:
     streams = {"open": 0}
     streams_lock = threading.Lock()
     drives_path = config.drives_path
+    summaries = _SummaryCache()
 
     # --- access ---------------------------------------------------------------
 
@@ -276,24 +328,9 @@ def create_app(config: RobotConfig, loop: Any) -> Flask:
         recording = status.get("drive") if status.get("recording") else None
         items = []
         for path in _drive_folders(drives_path):
-            try:
-                drive = Drive.open(path)
-            except DriveError as err:
-                items.append({"name": path.name, "error": str(err)})
-                continue
-            stats = drive.stats()
-            items.append(
-                {
-                    "name": drive.name,
-                    "created": drive.meta.get("created", ""),
-                    "frames": stats.frames,
-                    "excluded": drive.report.excluded,
-                    "counts": stats.counts,
-                    "duration_s": round(stats.duration_s, 2),
-                    "fps": round(stats.fps, 2),
-                    "recording": drive.name == recording,
-                }
-            )
+            item = dict(summaries.get(path))
+            item["recording"] = item["name"] == recording
+            items.append(item)
         return jsonify({"drives": items, "labels": list(ACTION_LABELS)})
 
     @app.get("/api/drives/<name>")
@@ -521,7 +558,7 @@ def _drive_folders(drives_path: Path) -> list[Path]:
     if not drives_path.is_dir():
         return []
     return sorted(
-        (p for p in drives_path.iterdir() if (p / "drive.json").is_file()),
+        (p for p in drives_path.iterdir() if (p / META_NAME).is_file()),
         key=lambda p: p.name,
         reverse=True,
     )

@@ -262,6 +262,8 @@ def test_browser_shows_live_video(page: Any, served: ServedCar) -> None:
     page.keyboard.up("ArrowUp")
 
     assert page.eval_on_selector("#video", "img => img.naturalWidth") == 120
+    page.wait_for_function("document.getElementById('map').naturalWidth > 0")
+    assert page.is_visible("#map")  # the simulator's top-down map
     assert page.eval_on_selector("#video", "img => img.clientWidth") > 300
     assert first != second
 

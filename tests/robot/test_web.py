@@ -278,6 +278,14 @@ def test_video_stream_ends_when_streams_are_stopped(
     )
 
 
+def test_still_frame_is_the_newest_camera_frame(car: Car, client: FlaskClient) -> None:
+    response = client.get("/frame.jpg", headers=car.auth)
+
+    assert response.mimetype == "image/jpeg"
+    assert decode_jpeg(response.data).shape == (120, 120, 3)
+    assert int(response.headers["X-Frame-Index"]) <= car.camera.latest().index
+
+
 def test_map_is_absent_without_a_simulator(car: Car, client: FlaskClient) -> None:
     assert client.get("/map.png", headers=car.auth).status_code == 404
     assert client.get("/api/status", headers=car.auth).get_json()["map_url"] is None
@@ -327,6 +335,8 @@ def test_drives_api_lists_steps_relabels_excludes_and_undoes(
         "mode": "user",
         "excluded": False,
     }
+    listing = client.get("/api/drives", headers=auth).get_json()["drives"]
+    assert listing[0]["counts"]["left"] == 2 and listing[0]["excluded"] == 1
     edit({"op": "undo"})
     drive = Drive.open(path)
     assert len(drive) == 6
