@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 CURRENT = "current"
 PREVIOUS = "previous"
-INCOMING_PREFIX = ".incoming-"
 LOCK_NAME = ".lock"
 _HEX = frozenset("0123456789abcdef")
 #: The shortest sha256 prefix accepted as a model name.
@@ -281,7 +280,9 @@ class ModelStore:
                         else 0,
                     }
                 )
-        usage_path = self.home if self.home.exists() else self.home.parent
+        usage_path = self.home.absolute()
+        while not usage_path.exists():
+            usage_path = usage_path.parent
         return {
             "home": str(self.home),
             "current": self.current(),

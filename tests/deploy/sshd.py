@@ -50,7 +50,7 @@ class SshServer:
         ]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -79,7 +79,7 @@ def start_sshd(root: Path) -> Iterator[SshServer]:
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
 
-    port = _free_port()
+    port = free_port()
     sshd_config = root / "sshd_config"
     sshd_config.write_text(
         f"""\
@@ -99,7 +99,7 @@ LogLevel ERROR
 """
     )
     client = root / "ssh_config"
-    down_port = _free_port()
+    down_port = free_port()
     common = f"""\
     HostName 127.0.0.1
     User {getpass.getuser()}
