@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,7 @@ def _train(args: argparse.Namespace) -> int:
     )
     summary = {
         "params": params.to_dict(),
-        "options": options.__dict__,
+        "options": asdict(options),
         "data": dataset.summary(),
         **result.to_dict(),
     }
