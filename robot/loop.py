@@ -346,21 +346,27 @@ class DriveLoop:
     def _recording_failed(self, writer: DriveWriter) -> None:
         """Stop recording after a write error; the car keeps driving."""
         reason = writer.error or "the writer refused the frame"
-        message = (
-            f"recording stopped: {reason}; {writer.written} frames of drive "
-            f"{writer.path.name!r} are saved"
-        )
         with self._lock:
             if self._writer is not writer:
                 return
             self._writer = None
-            self._message = message
+            self._message = f"recording stopped: {reason}"
             self._last_drive = self._drive_summary(writer)
-        log.warning(message)
-        # Closing joins the writer thread; keep that off the loop.
-        threading.Thread(
-            target=writer.close, name="drive-writer-close", daemon=True
-        ).start()
+        log.warning("recording stopped: %s", reason)
+
+        # Closing joins the writer thread, which labels the frames already on
+        # disk: keep that off the loop, then say how many were saved.
+        def close() -> None:
+            writer.close()
+            with self._lock:
+                self._last_drive = self._drive_summary(writer)
+                if self._message == f"recording stopped: {reason}":
+                    self._message = (
+                        f"recording stopped: {reason}; {writer.written} frames "
+                        f"of drive {writer.path.name!r} are saved"
+                    )
+
+        threading.Thread(target=close, name="drive-writer-close", daemon=True).start()
 
     # --- what the web app calls --------------------------------------------------
 

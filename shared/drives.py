@@ -239,11 +239,14 @@ class DriveWriter:
                 except OSError as err:
                     self._fail(err)
             due = time.monotonic() - last_sync >= self.sync_interval_s
-            if unsynced and (done or due) and self.error is None:
+            # After a write error, still label the frames already complete on
+            # disk: a full disk must not lose what was recorded before it.
+            if unsynced and (done or due or self.error is not None):
                 try:
                     self._sync(frames_dir, unsynced)
                 except OSError as err:
-                    self._fail(err)
+                    if self.error is None:
+                        self._fail(err)
                 unsynced = []
                 last_sync = time.monotonic()
 

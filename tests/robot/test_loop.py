@@ -201,39 +201,54 @@ def test_loop_skips_stopped_frames_when_asked(rig, clock):
     }
 
 
-def test_loop_full_disk_stops_recording_but_not_the_car(rig, clock, monkeypatch):
+@pytest.mark.parametrize("synced_first", [True, False])
+def test_loop_full_disk_stops_recording_but_not_the_car(
+    rig, clock, monkeypatch, synced_first
+):
     loop, camera, motors = rig
     assert loop.set_recording(True)
+    writer = loop._writer
+    written_ok = []
+    real_write = DriveWriter._write_frame
+
+    def write_until_full(self, frames_dir, item):
+        if len(written_ok) >= 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, frames_dir, item)
+        written_ok.append(item.index)
+
+    monkeypatch.setattr(DriveWriter, "_write_frame", write_until_full)
     loop.command(Action.FORWARD)
     for index in range(3):
         camera.publish(frame(index), clock())
         loop.step()
-    writer = loop._writer
     deadline = time.monotonic() + 5
-    while writer.written < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert writer.written == 3
+    if synced_first:  # the three frames are labelled before the disk fills
+        while writer.written < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.written == 3
 
-    def disk_full(self, frames_dir, item):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(DriveWriter, "_write_frame", disk_full)
+    # The disk is full from the fourth frame on; the car drives on.
     camera.publish(frame(3), clock())
     loop.step()
     while writer.error is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    for index in range(4, 6):
+    for index in range(4, 7):
         loop.command(Action.FORWARD)
         camera.publish(frame(index), clock())
-        assert loop.step() is Action.FORWARD  # the car keeps driving
+        assert loop.step() is Action.FORWARD
     assert motors.values == (0.5, 0.5)
 
     status = loop.status()
     assert status["recording"] is False
     assert "No space left on device" in status["message"]
-    assert "3 frames" in status["message"]
+    while "saved" not in loop.status()["message"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert "3 frames" in loop.status()["message"]
+
+    # Every frame written before the disk filled is labelled and readable.
     drive = Drive.open(writer.path)
-    assert len(drive) == 3
+    assert [r.index for r in drive.records] == [0, 1, 2]
     assert drive.verify().skipped == 0
     assert all(drive.load(r).shape == (120, 120, 3) for r in drive.records)
 
