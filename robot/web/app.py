@@ -9,6 +9,8 @@
 - ``POST /api/control`` a small JSON object with any of ``action``, ``mode``,
   ``recording`` and ``skip_stopped``; every ``action`` also feeds the loop's
   deadman, so a page keeps sending while a control is held;
+- ``GET /frame.jpg`` the newest frame alone, ``GET /map.png`` the simulator's
+  top-down map (404 on a real car);
 - ``GET /api/status`` the loop's status;
 - ``GET /api/drives``, ``GET /api/drives/<name>``,
   ``GET /api/drives/<name>/frames/<index>.jpg`` and
@@ -18,9 +20,12 @@ Every route, static files and video included, needs the access token: a
 ``?token=...`` in the URL sets an HttpOnly cookie and redirects to the clean
 URL, and scripts may send ``Authorization: Bearer <token>`` instead.
 
-``serve`` runs the app under waitress, the production WSGI server. Waitress
-flushes every chunk an app yields (its ``send_bytes`` buffer defaults to one
-byte), so MJPEG parts reach the browser as soon as they are made.
+``make_server``/``serve`` run the app under waitress, the production WSGI
+server. Waitress flushes every chunk an app yields (its deprecated
+``send_bytes`` option already defaults to one byte), so MJPEG parts leave as
+soon as they are made; its output buffer and each socket's send buffer are
+kept to a few frames, so that a client on a slow link gets fresh frames
+rather than a growing backlog.
 """
 
 from __future__ import annotations
@@ -198,7 +203,7 @@ def create_app(config: RobotConfig, loop: Any) -> Flask:
             "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
         )
         if request.path.startswith("/api/") or request.path.endswith(".mjpg"):
-            response.headers["Cache-Control"] = "no-store"
+            response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     @app.errorhandler(413)
@@ -557,11 +562,9 @@ def _parse_edit(body: bytes) -> dict[str, Any]:
 def _drive_folders(drives_path: Path) -> list[Path]:
     if not drives_path.is_dir():
         return []
-    return sorted(
-        (p for p in drives_path.iterdir() if (p / META_NAME).is_file()),
-        key=lambda p: p.name,
-        reverse=True,
-    )
+    found = [p for p in drives_path.iterdir() if (p / META_NAME).is_file()]
+    # Newest first, by when each drive was created.
+    return sorted(found, key=lambda p: (p / META_NAME).stat().st_mtime, reverse=True)
 
 
 def _open_drive(drives_path: Path, name: str) -> Drive:

@@ -45,7 +45,10 @@
     }
     malpi.fillBalance(bar, null, d.counts || {});
     btn.append(title, meta, bar);
-    btn.addEventListener("click", () => { location.hash = `${encodeURIComponent(d.name)}/0`; });
+    btn.addEventListener("click", () => {
+      btn.blur();
+      location.hash = `${encodeURIComponent(d.name)}/0`;
+    });
     li.append(btn);
     return li;
   }
