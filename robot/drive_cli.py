@@ -21,6 +21,7 @@ import signal
 import socket
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -638,7 +639,5 @@ def _print_now(text: str) -> None:
 
 @contextmanager
 def _scratch_home() -> Iterator[str]:
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="malpi-bench-") as home:
         yield home
