@@ -95,22 +95,21 @@ def test_push_refuses_model_whose_bytes_differ_from_card(
     assert not (car_home / "models").exists()
 
 
-@pytest.mark.parametrize(
-    ("fixture", "reason"),
-    [("wrong-shape", "model input is [96, 96, 3]"), ("wrong-labels", "model labels")],
-)
-def test_push_wrong_model_is_refused_by_activation(
-    sshd, car_home, deploy, fixture, reason
-):
+def test_push_wrong_models_are_refused_by_activation(sshd, car_home, deploy):
     car = sshd.car_args(car_home)
     assert deploy("push", FIXTURE_MODELS / "tiny-int8", *car)[0] == 0
 
-    code, out, err = deploy("push", FIXTURE_MODELS / fixture, *car)
-    assert code == 2
-    assert "the car refused model" in err and reason in err
-    assert _link(car_home, "current") == _sha("tiny-int8")
+    for fixture, reason in [
+        ("wrong-shape", "model input is [96, 96, 3]"),
+        ("wrong-labels", "model labels"),
+    ]:
+        code, out, err = deploy("push", FIXTURE_MODELS / fixture, *car)
+        assert code == 2
+        assert "the car refused model" in err and reason in err
+        assert _link(car_home, "current") == _sha("tiny-int8")
 
 
+@pytest.mark.slow
 def test_push_killed_mid_transfer_keeps_old_model(sshd, car_home, deploy):
     car = sshd.car_args(car_home)
     assert deploy("push", FIXTURE_MODELS / "tiny-int8", *car)[0] == 0
@@ -192,6 +191,10 @@ def test_push_local_folder_car(tmp_path, deploy):
     )
     assert code == 0, err
     assert _link(car, "current") == _sha("tiny-float32")
+
+    code, out, err = deploy("rollback", "--car", str(car), "--robot-cmd", ROBOT_CMD)
+    assert code == 2
+    assert "no previous model" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
