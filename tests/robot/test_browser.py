@@ -268,6 +268,33 @@ def test_browser_shows_live_video(page: Any, served: ServedCar) -> None:
     assert first != second
 
 
+def test_browser_hidden_page_stops_car_and_closes_video(
+    page: Any, served: ServedCar
+) -> None:
+    page.wait_for_function("document.getElementById('video').naturalWidth > 0")
+    served.wait_for(lambda s: s["video_clients"] >= 1)
+    page.keyboard.down("ArrowUp")
+    served.wait_for(lambda s: s["action"] == "forward")
+
+    page.evaluate(SET_HIDDEN.replace("HIDDEN", "true"))
+    hidden = served.wait_for(
+        lambda s: s["video_clients"] == 0 and s["user_action"] == "stop"
+    )
+    page.evaluate(SET_HIDDEN.replace("HIDDEN", "false"))
+    shown = served.wait_for(lambda s: s["video_clients"] >= 1)
+    page.keyboard.up("ArrowUp")
+
+    assert hidden["action"] == "stop"
+    assert shown["mode"] == "user"
+
+
+# The tab going to the background, as the page sees it.
+SET_HIDDEN = """() => {
+    Object.defineProperty(document, "hidden", {value: HIDDEN, configurable: true});
+    document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
 # --- driving -----------------------------------------------------------------
 
 

@@ -166,9 +166,15 @@
 
   // --- video -----------------------------------------------------------------
 
+  // A hidden page closes its stream: each open stream holds a server thread.
   const video = $("video");
+  const videoUrl = () => `/video.mjpg?t=${Date.now()}`;
   video.addEventListener("error", () => {
-    setTimeout(() => { video.src = `/video.mjpg?t=${Date.now()}`; }, 1000);
+    if (!document.hidden) setTimeout(() => { video.src = videoUrl(); }, 1000);
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) video.removeAttribute("src");
+    else video.src = videoUrl();
   });
 
   // --- status ----------------------------------------------------------------
