@@ -54,9 +54,10 @@ def ground_offsets(
 
     # Ray = optical axis + xn * image-right + yn * image-down (car: x ahead,
     # y left, z up; the axis is tilted down by the pitch).
-    ray_forward = math.cos(pitch) - yn * math.sin(pitch) + 0 * xn
-    ray_left = -xn + 0 * yn
-    ray_up = -math.sin(pitch) - yn * math.cos(pitch) + 0 * xn
+    shape = (size_px, size_px)
+    ray_forward = np.broadcast_to(math.cos(pitch) - yn * math.sin(pitch), shape)
+    ray_left = np.broadcast_to(-xn, shape)
+    ray_up = np.broadcast_to(-math.sin(pitch) - yn * math.cos(pitch), shape)
     hits = ray_up < -1e-9
     if not hits.any():
         raise SimulationError(

@@ -483,9 +483,8 @@ def _paint(track: Track) -> tuple[FloorRaster, Appearance]:
     kind = str(rng.choice(["concrete", "wood", "tiles", "carpet"]))
     image = _floor_texture(kind, rng, rows, cols, res)
     grain = rng.normal(0.0, 1.0, (rows, cols)).astype(np.float32)
-    white = np.array([rng.uniform(225, 250)] * 3) + rng.uniform(-6, 6, 3)
-    yellow = np.array([rng.uniform(210, 240), rng.uniform(170, 205), 40.0])
-    yellow[2] = rng.uniform(20, 70)
+    white = rng.uniform(225, 250) + rng.uniform(-6, 6, 3)
+    yellow = rng.uniform([210, 170, 20], [240, 205, 70])
     tape_shade = (1.0 - 0.04 * np.abs(grain))[..., None]
 
     edge_alpha = np.clip(
@@ -657,8 +656,7 @@ def _floor_texture(
         shade += 10 * _smooth_noise(rng, shape, cells(0.2))
         shade += 4 * rng.normal(0, 1, shape)
     elif kind == "wood":
-        base = np.array([rng.uniform(140, 175), rng.uniform(95, 125), 0.0])
-        base[2] = rng.uniform(55, 80)
+        base = rng.uniform([140, 95, 55], [175, 125, 80])
         plank_px = rng.uniform(0.1, 0.2) / res
         along_x = bool(rng.integers(0, 2))
         across = np.arange(rows if along_x else cols) / plank_px
