@@ -15,7 +15,8 @@ Everything goes through the ``ssh`` and ``rsync`` programs with
 ``BatchMode=yes`` and a connect timeout, so ``~/.ssh/config``, keys and the
 agent work as they do for the user, and a missing key fails at once instead
 of asking for a password. ``-F FILE`` (or ``MALPI_SSH_CONFIG``) picks another
-ssh config file and ``-o OPTION`` passes options through.
+ssh config file, ``-o OPTION`` passes options through, and ``--robot-cmd`` (or
+``MALPI_ROBOT_CMD``) says how to run ``robot`` on the car.
 
 Errors from ssh and rsync become one ``DeployError`` sentence that says what
 failed (car unreachable, login refused, rsync or robot missing, no space) and
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_HOME = "~/malpi"
 SSH_CONFIG_ENV = "MALPI_SSH_CONFIG"
+ROBOT_CMD_ENV = "MALPI_ROBOT_CMD"
 #: Exit code of ssh itself when the connection or login failed.
 SSH_FAILED = 255
 #: Exit code of a shell for a command it cannot find.
@@ -477,9 +479,9 @@ def add_car_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--robot-cmd",
-        default="robot",
+        default=os.environ.get(ROBOT_CMD_ENV, "robot"),
         help="the command that runs `robot` on the car, e.g. "
-        "'~/malpi/.venv/bin/robot' (default: robot)",
+        f"'~/malpi/.venv/bin/robot' (default: ${ROBOT_CMD_ENV} or robot)",
     )
     parser.add_argument(
         "-F",
