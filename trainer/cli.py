@@ -17,6 +17,7 @@ COMMAND_MODULES: list[str] = [
     "trainer.data_cli",
     "trainer.train_cli",
     "trainer.export_cli",
+    "trainer.evaluate_cli",
 ]
 
 EPILOG = """\
