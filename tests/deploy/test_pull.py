@@ -145,3 +145,14 @@ def test_pull_killed_mid_transfer_resumes_to_complete_drives(
     assert _same_drive(car_home / "drives" / "big", into / "big")
     assert Drive.open(into / "big").verify().skipped == 0
     assert not (into / ".pull").exists()
+
+
+def test_pull_into_full_disk_says_so(sshd, car_home, small_disk, deploy):
+    rng = np.random.default_rng(1)
+    with DriveWriter.create(car_home / "drives", name="big", queue_frames=40) as w:
+        for index in range(30):  # about 1.3 MB of noise
+            w.append(_noisy_frame(rng), scripted_action(index), t_mono_s=index)
+
+    code, out, err = deploy("pull", *sshd.car_args(car_home), "--into", small_disk)
+    assert code == 2
+    assert "ran out of disk space" in err and len(err.strip().splitlines()) == 1

@@ -142,6 +142,15 @@ def test_push_killed_mid_transfer_keeps_old_model(sshd, car_home, deploy):
     assert not list((car_home / "models").glob(".incoming-*"))
 
 
+def test_push_car_without_space_is_refused_before_copying(sshd, small_disk, deploy):
+    code, out, err = deploy(
+        "push", FIXTURE_MODELS / "tiny-int8", *sshd.car_args(small_disk)
+    )
+    assert code == 2
+    assert "MB free" in err and "delete old drives or models" in err
+    assert not list((small_disk / "models").iterdir())
+
+
 def test_push_unreachable_car_is_one_line_error(sshd, car_home, deploy):
     code, out, err = deploy(
         "push", FIXTURE_MODELS / "tiny-int8", *sshd.car_args(car_home, "car-down")
