@@ -394,9 +394,11 @@ def _check_parity(parity: dict, tolerance: Tolerance, quantization: str) -> None
     if floor is not None and parity["top1_agreement"] < floor:
         raise ModelError(
             f"{quantization} TFLite model picks the same class as Keras on "
-            f"{parity['top1_agreement']:.1%} of {parity['frames']} held-out frames, "
-            f"limit {floor:.0%}; nothing was written: calibrate on more varied "
-            "training frames or export float32"
+            f"{parity['top1_agreement']:.1%} of {parity['frames']} held-out frames "
+            f"(max probability gap {parity['max_abs_prob_diff']:.3f}), limit "
+            f"{floor:.0%}; nothing was written: a model whose classes are this "
+            "close needs more training, or calibrate on more varied training "
+            "frames, or export float32"
         )
 
 

@@ -404,3 +404,47 @@ def test_report_cli_on_search_folder(trained_search, capsys):
     text = page.read_text()
     for plot in (trained_search / "report").glob("*.png"):
         assert str(plot) in printed and f'href="{plot.name}"' in text
+
+
+@pytest.mark.slow
+def test_export_and_report_on_a_real_tiny_search(tmp_path, capsys):
+    from tests.trainer.trainer_drives import cycle_actions, write_drive
+    from trainer.cli import main
+
+    write_drive(tmp_path / "drives", "a", cycle_actions(40, seed=1), seed=1)
+    write_drive(tmp_path / "drives", "b", cycle_actions(30, seed=2), seed=2)
+    space = {
+        "learning_rate": {"dist": "loguniform", "low": -7.5, "high": -6},
+        "l2_reg": 1e-5,
+        "batch_size": 8,
+        "dropouts": "low",
+        "optimizer": "adam",
+    }
+    (tmp_path / "space.json").write_text(json.dumps(space))
+    assert main([
+        "--quiet", "search", str(tmp_path / "drives"), "--name", "s",
+        "--project", str(tmp_path), "--space", str(tmp_path / "space.json"),
+        "--trials", "2", "--epochs", "3", "--max-batch", "8", "--top-k", "0",
+        "--rerun-runs", "1", "--threads", "2",
+    ]) == 0  # fmt: skip
+    search = tmp_path / "searches" / "s"
+    capsys.readouterr()
+
+    # The report, from the search's own files.
+    assert main(["report", "s", "--project", str(tmp_path)]) == 0
+    text = (search / "report" / "index.html").read_text()
+    plots = sorted(p.name for p in (search / "report").glob("*.png"))
+    assert plots == ["confusion.png", "curves.png", "params.png", "scores.png"]
+    assert all(f'href="{name}"' in text for name in plots)
+
+    # The export: float32 always; int8 either passes its check or leaves nothing.
+    code = main(["export", str(search)])
+    best = json.loads((search / "best.json").read_text())
+    card = verify_export(search / "export" / "float32", labels=ACTION_LABELS)
+    assert card.metrics["run"] == best["run"]
+    assert card.hyperparameters == best["params"]
+    if code == 0:
+        assert verify_export(search / "export" / "int8").quantization == "int8"
+    else:
+        assert "nothing was written" in capsys.readouterr().err
+        assert not (search / "export" / "int8" / CARD_NAME).exists()
