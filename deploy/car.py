@@ -327,9 +327,10 @@ _PROGRESS = re.compile(
 )
 
 
-def show_rsync_progress(stream: IO[bytes], what: str) -> None:
-    """Turn rsync's ``--info=progress2`` output into one updating line."""
-    shown = False
+def show_rsync_progress(stream: IO[bytes], what: str, interval_s: float = 0.25) -> None:
+    """Turn rsync's ``--info=progress2`` output into one line updated in place."""
+    shown_s = float("-inf")
+    last = ""
     buffer = b""
     while chunk := stream.read1(4096) if hasattr(stream, "read1") else stream.read():
         buffer += chunk
@@ -339,15 +340,15 @@ def show_rsync_progress(stream: IO[bytes], what: str) -> None:
             if not match:
                 continue
             size_mb = int(match["bytes"].replace(b",", b"")) / 1e6
-            print(
+            last = (
                 f"\r{what}: {size_mb:8.2f} MB {int(match['percent']):3d}% "
-                f"{match['rate'].decode():>12} {match['eta'].decode()}",
-                end="",
-                flush=True,
+                f"{match['rate'].decode():>12} {match['eta'].decode()}"
             )
-            shown = True
-    if shown:
-        print(flush=True)
+            if time.monotonic() - shown_s >= interval_s:
+                print(last, end="", flush=True)
+                shown_s = time.monotonic()
+    if last:
+        print(last, flush=True)
 
 
 def parse_target(text: str, home: str | None = None) -> Car:

@@ -160,6 +160,7 @@ def _pull(car: Car, into: Path, *, progress: bool) -> PullResult:
             f"--exclude=/*/{EDITS_NAME}",
             f"--exclude={WRITER_TEMP}",
             f"--exclude={PARTIAL_DIR}/",
+            *(["--no-inc-recursive"] if progress else []),
             car.path("drives/"),
             f"{into}/",
         ],
