@@ -38,6 +38,7 @@ from robot.web.app import MJPEG_BOUNDARY, create_app, make_server, shutdown
 from shared.config import RobotConfig
 
 SLOW_RCVBUF_BYTES = 8 * 1024
+RECV_CHUNK_BYTES = 1024
 
 
 @dataclass
@@ -63,23 +64,58 @@ class ControlResult:
     max_ms: float
 
 
+class _SocketReader:
+    """Reads an HTTP stream off a raw socket in small pieces, only as needed.
+
+    No read-ahead buffer of its own, so that what a slow reader has not taken
+    yet stays in the kernel and on the server, where it is measured.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+
+    def _fill(self) -> None:
+        chunk = self.sock.recv(RECV_CHUNK_BYTES)
+        if not chunk:
+            raise SystemExit("the video stream ended")
+        self.buffer += chunk
+
+    def readline(self) -> bytes:
+        while (end := self.buffer.find(b"\n")) < 0:
+            self._fill()
+        line = bytes(self.buffer[: end + 1])
+        del self.buffer[: end + 1]
+        return line
+
+    def read(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self._fill()
+        data = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return data
+
+
 def read_stream(
     host: str, port: int, token: str, camera: Camera, seconds: float, delay_s: float
 ) -> StreamResult:
     """Read /video.mjpg for ``seconds``, sleeping ``delay_s`` after each part."""
-    conn = http.client.HTTPConnection(host, port, timeout=10)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if delay_s:
-        # A slow client on a slow link: a small receive window, like a phone
-        # on weak Wi-Fi, so that what queues is on the server's side.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # A slow client: a small receive window, like a phone on weak Wi-Fi.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF_BYTES)
-        sock.settimeout(10)
-        sock.connect((host, port))
-        conn.sock = sock
-    conn.request("GET", "/video.mjpg", headers={"Authorization": f"Bearer {token}"})
-    response = conn.getresponse()
-    if response.status != 200:
-        raise SystemExit(f"video answered {response.status}: {response.read()!r}")
+    sock.settimeout(10)
+    sock.connect((host, port))
+    sock.sendall(
+        f"GET /video.mjpg HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    stream = _SocketReader(sock)
+    status = stream.readline()
+    if b" 200 " not in status:
+        raise SystemExit(f"video answered {status!r}")
+    while stream.readline().strip():
+        pass  # the response headers
     boundary = f"--{MJPEG_BOUNDARY}".encode()
 
     # Skip the first part: it is whatever frame was newest when we connected.
@@ -88,14 +124,14 @@ def read_stream(
     first_camera_index: int | None = None
     started_s = time.monotonic()
     while time.monotonic() - started_s < seconds:
-        line = response.fp.readline()
+        line = stream.readline()
         while line.strip() != boundary:
-            line = response.fp.readline()
+            line = stream.readline()
         headers = {}
-        while (line := response.fp.readline().strip()) != b"":
+        while (line := stream.readline().strip()) != b"":
             key, _, value = line.decode().partition(": ")
             headers[key.lower()] = value
-        response.fp.read(int(headers["content-length"]) + 2)
+        stream.read(int(headers["content-length"]) + 2)
         index = int(headers["x-frame-index"])
         newest = camera.latest()
         if first_camera_index is None:
@@ -107,7 +143,7 @@ def read_stream(
         if delay_s:
             time.sleep(delay_s)
     last = camera.latest()
-    conn.close()
+    sock.close()
 
     camera_frames = (last.index if last else 0) - (first_camera_index or 0)
     distinct = len(set(indices))
