@@ -17,8 +17,9 @@ import numpy as np
 
 from shared.cli import add_command
 from shared.config import TrainerConfig, load_config
-from shared.errors import ModelError, SearchError
+from shared.errors import ConfigError, ModelError, SearchError
 from shared.modelcard import CARD_NAME, MODEL_NAME
+from trainer.export import INT8_MIN_TOP1_AGREEMENT, TOLERANCES, Tolerance
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         choices=QUANTIZE_CHOICES,
         default="both",
         help="which exports to make (default: both)",
+    )
+    export.add_argument(
+        "--int8-min-agreement",
+        type=float,
+        default=INT8_MIN_TOP1_AGREEMENT,
+        metavar="SHARE",
+        help="smallest share of validation frames where int8 and Keras pick the "
+        f"same action (default {INT8_MIN_TOP1_AGREEMENT})",
     )
     _add_location(export)
 
@@ -104,6 +113,11 @@ def _export(args: argparse.Namespace) -> int:
             "models saved?)"
         )
     run, params = find_run(record, run_name)
+    if not 0.0 <= args.int8_min_agreement <= 1.0:
+        raise ConfigError(
+            f"--int8-min-agreement {args.int8_min_agreement!r} is a share of "
+            "frames: give a number from 0 to 1, e.g. 0.9"
+        )
 
     # Frames: calibration from the training split, parity from validation.
     calibration, check, digest = load_frames(record, args.cache_dir, args.config)
@@ -126,6 +140,9 @@ def _export(args: argparse.Namespace) -> int:
     print(f"exporting run {run_name} of {record.name} ({model_path})")
     for kind in kinds:
         folder = out / kind
+        tolerance = TOLERANCES[kind]
+        if kind == "int8":
+            tolerance = Tolerance(min_top1_agreement=args.int8_min_agreement)
         try:
             card = export_model(
                 model,
@@ -136,13 +153,14 @@ def _export(args: argparse.Namespace) -> int:
                 hyperparameters=params,
                 metrics=metrics,
                 data_digest=digest,
+                tolerance=tolerance,
             )
         except ModelError:
             # A refused export must not leave an older model of that kind
             # beside the new ones, or `deploy push` would send the old one.
-            stale = folder / CARD_NAME
-            if stale.exists():
-                stale.unlink()
+            if (folder / CARD_NAME).exists():
+                (folder / CARD_NAME).unlink()
+                (folder / MODEL_NAME).unlink(missing_ok=True)
                 log.warning("removed the older %s export in %s", kind, folder)
             raise
         print(_export_line(folder, card))

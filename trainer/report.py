@@ -73,6 +73,24 @@ class SearchView:
                     return float(value)
         return None
 
+    def majority_balanced_accuracy(self) -> float | None:
+        """Balanced accuracy of always answering one class: one over the
+        number of classes present in validation."""
+        for record in [*self.trials, *self.reruns]:
+            for run in record.get("runs") or []:
+                rows = run.get("confusion")
+                if rows:
+                    present = sum(1 for row in rows if sum(row) > 0)
+                    return 1.0 / present if present else None
+        return None
+
+    def baseline(self, metric: str) -> float | None:
+        """The majority-class baseline on ``metric`` (an objective name or
+        ``accuracy``)."""
+        if metric == "balanced_accuracy":
+            return self.majority_balanced_accuracy()
+        return self.majority_baseline()
+
     def best_run(self) -> dict[str, Any] | None:
         """The run named by ``best.json``, else the best run of the best trial."""
         runs = [
@@ -303,7 +321,7 @@ def plot_curves(view: SearchView) -> Any:
             label=f"{config['name']}: {config['score']:.3f} ({len(curves)} runs)",
         )
         axes.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.18)
-    _baseline(axes, view)
+    _baseline(axes, view, metric="accuracy")
     axes.set_xlabel("epoch")
     axes.set_ylabel("validation accuracy")
     source = "re-runs" if view.reruns else "search trials"
@@ -449,7 +467,7 @@ def render_html(
     """The report page: settings, best configuration, plots and the table."""
     options = view.meta.get("options", {})
     data = view.meta.get("data", {})
-    baseline = view.majority_baseline()
+    baseline = view.baseline(view.objective)
     best = view.best
     parts = [
         "<!doctype html>",
@@ -463,7 +481,11 @@ def render_html(
         "<h2>Summary</h2><table class=kv>",
         _kv("trials", f"{len(view.ok_trials)} ok of {len(view.trials)}"),
         _kv("objective", _objective_label(view)),
-        _kv("majority-class baseline", _fmt(baseline)),
+        _kv(
+            "majority-class baseline",
+            f"accuracy {_fmt(view.majority_baseline())}, balanced accuracy "
+            f"{_fmt(view.majority_balanced_accuracy())}",
+        ),
         _kv(
             "data",
             f"{len(data.get('drives', []))} drives, {data.get('train_frames', '?')} "
@@ -567,42 +589,34 @@ table{border-collapse:collapse;margin:0.5em 0}
 
 
 def _caption(name: str, view: SearchView) -> str:
-    baseline = view.majority_baseline()
-    note = (
-        f" The grey dashed line is the majority-class baseline ({baseline:.3f})."
-        if baseline is not None
-        else ""
-    )
+    def note(metric: str) -> str:
+        value = view.baseline(metric)
+        if value is None:
+            return ""
+        return f" The grey dashed line is the majority-class baseline ({value:.3f})."
+
     return {
         "scores.png": "Each point is a trial's mean score over its runs (bars: "
-        "std); the red line is the best so far." + note,
+        "std); the red line is the best so far." + note(view.objective),
         "params.png": "Colour shows when a trial ran: the sampler's choices "
-        "should gather where the score is high." + note,
+        "should gather where the score is high." + note(view.objective),
         "curves.png": "Validation accuracy per epoch, mean (line) and standard "
-        "deviation (band) over runs." + note,
+        "deviation (band) over runs." + note("accuracy"),
         "confusion.png": "Rows are the true actions, columns the predicted ones; "
         "colour is the share of each true action.",
     }[name]
 
 
-def _baseline(axes: Any, view: SearchView, label: bool = True) -> None:
-    baseline = view.majority_baseline()
-    if baseline is None or view.objective == "balanced_accuracy":
-        if view.objective == "balanced_accuracy":
-            chance = 1.0 / len(ACTION_LABELS)
-            axes.axhline(
-                chance,
-                ls="--",
-                color=BASELINE_COLOR,
-                label=f"chance ({chance:.2f})" if label else None,
-            )
+def _baseline(
+    axes: Any, view: SearchView, label: bool = True, metric: str | None = None
+) -> None:
+    """Draw what always answering the majority class scores on ``metric``
+    (the search's objective unless given)."""
+    value = view.baseline(metric or view.objective)
+    if value is None:
         return
-    axes.axhline(
-        baseline,
-        ls="--",
-        color=BASELINE_COLOR,
-        label=f"majority class ({baseline:.3f})" if label else None,
-    )
+    text = f"majority class ({value:.3f})" if label else None
+    axes.axhline(value, ls="--", color=BASELINE_COLOR, label=text)
 
 
 def _objective_label(view: SearchView, short: bool = False) -> str:

@@ -295,6 +295,9 @@ def trained_search(tmp_path_factory):
     search = root / "searches" / "tiny"
     (search / "runs" / "0-0").mkdir(parents=True)
     model.save(search / "runs" / "0-0" / "model.keras")
+    # An untrained run: its classes are too close for int8 to agree on all.
+    (search / "runs" / "0-1").mkdir(parents=True)
+    make_models.build_tiny_model().save(search / "runs" / "0-1" / "model.keras")
     params = {"learning_rate": 0.01, "batch_size": 16, "optimizer": "adam"}
     run = {
         "run": "0-0",
@@ -379,6 +382,27 @@ def test_export_cli_named_run_and_missing_run(trained_search, tmp_path, capsys):
 
     assert _cli(["export", str(trained_search), "--run", "7-1"]) == 2
     assert "'7-1' has no model" in capsys.readouterr().err
+
+
+def test_export_cli_refused_int8_removes_the_older_int8(
+    trained_search, tmp_path, capsys
+):
+    out = tmp_path / "export"
+    assert _cli(["export", str(trained_search), "--out", str(out)]) == 0
+    assert (out / "int8" / CARD_NAME).is_file()
+
+    argv = ["export", str(trained_search), "--run", "0-1", "--out", str(out)]
+    assert _cli([*argv, "--int8-min-agreement", "1.0"]) == 2
+
+    err = capsys.readouterr().err
+    assert "int8 TFLite model picks the same class" in err
+    assert "nothing was written" in err
+    assert verify_export(out / "float32").metrics["run"] == "0-1"
+    assert not (out / "int8" / CARD_NAME).exists()
+    assert not (out / "int8" / MODEL_NAME).exists()
+
+    assert _cli([*argv, "--int8-min-agreement", "1.5"]) == 2
+    assert "from 0 to 1" in capsys.readouterr().err
 
 
 def test_export_cli_unfinished_search_says_so(trained_search, tmp_path, capsys):

@@ -220,3 +220,17 @@ def test_load_view_refuses_a_folder_that_is_no_search(tmp_path):
     (tmp_path / "search.json").write_text('{"format": 1}')
     with pytest.raises(SearchError, match="no finished trial"):
         load_view(tmp_path)
+
+
+def test_report_baseline_follows_the_objective(tmp_path):
+    search = make_fake_search(tmp_path / "search", trials=3, runs=1)
+    meta = json.loads((search / "search.json").read_text())
+    meta["options"]["objective"] = "balanced_accuracy"
+    (search / "search.json").write_text(json.dumps(meta))
+    view = load_view(search)
+
+    assert view.baseline("balanced_accuracy") == pytest.approx(0.2)
+    assert view.baseline("accuracy") == pytest.approx(0.4312)
+    text = write_report(search).read_text()
+    assert "majority-class baseline (0.200)" in text  # scores and params
+    assert "majority-class baseline (0.431)" in text  # learning curves
