@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from robot.loop import DriveLoop
+from robot.pilot import Pilot
 from robot.sim.backends import make_sim_backends
 from robot.web.app import create_app, make_server, shutdown
 from shared.actions import Action
@@ -48,6 +49,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+#: A tiny real TFLite model: the pilot in pilot and correction modes.
+TINY_MODEL = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "models" / "tiny-float32"
+)
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1280, "height": 800}
@@ -103,7 +108,7 @@ def robot_drive_sim(folder: Path) -> Iterator[ServedCar]:
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "robot.cli", "drive", "--sim"]
-            + ["--config", str(config_path)],
+            + ["--config", str(config_path), "--model", str(TINY_MODEL)],
             stdout=subprocess.PIPE,
             stderr=log,
             text=True,
@@ -144,7 +149,8 @@ def served_in_process(folder: Path) -> Iterator[ServedCar]:
     config = make_config(folder / "malpi")
     config.camera.rate_hz = 20.0
     world, camera, drivetrain = make_sim_backends(camera_rate_hz=20.0)
-    with camera, drivetrain, DriveLoop(config, camera, drivetrain) as loop:
+    pilot = Pilot.load(TINY_MODEL)
+    with camera, drivetrain, DriveLoop(config, camera, drivetrain, pilot) as loop:
         loop.extra_status["sim"] = world.status
         app = create_app(config, loop)
         server = make_server(app, "127.0.0.1", 0)
@@ -434,14 +440,45 @@ def test_browser_records_held_forward_as_forward_labels(
     assert {record.mode for record in drive} == {"user"}
 
 
-def test_browser_mode_buttons_switch_mode(page: Any, served: ServedCar) -> None:
+def test_browser_correction_mode_records_the_persons_corrections(
+    page: Any, served: ServedCar
+) -> None:
     page.click("[data-mode=correction]")
     served.wait_for(lambda s: s["mode"] == "correction")
-    page.wait_for_selector("[data-mode=correction][aria-pressed=true]")
-    page.click("[data-mode=user]")
-    status = served.wait_for(lambda s: s["mode"] == "user")
+    page.wait_for_selector("#st-model:text('tiny')")
+    page.click("#record")
+    recording = served.wait_for(lambda s: s["recording"] is True)
 
-    assert status["action"] == "stop"
+    # The pilot drives; holding left overrides it and is recorded as a fix.
+    page.wait_for_timeout(500)
+    page.keyboard.down("ArrowLeft")
+    served.wait_for(lambda s: s["action"] == "left")
+    page.wait_for_timeout(1000)
+    page.keyboard.up("ArrowLeft")
+    page.wait_for_timeout(500)
+    page.click("#record")
+    served.wait_for(lambda s: s["recording"] is False)
+    page.click("[data-mode=user]")
+    served.wait_for(lambda s: s["mode"] == "user")
+
+    drive = Drive.open(served.drives_path / recording["drive"])
+    fixes = [r.action for r in drive if r.mode == "correction"]
+    assert len(fixes) >= 5 and set(fixes) == {Action.LEFT}
+    assert {r.mode for r in drive} == {"pilot", "correction"}
+
+
+def test_browser_mode_buttons_switch_mode(page: Any, served: ServedCar) -> None:
+    page.click("[data-mode=pilot]")
+    served.wait_for(lambda s: s["mode"] == "pilot")
+    page.wait_for_selector("[data-mode=pilot][aria-pressed=true]")
+    piloting = served.wait_for(lambda s: s["inference_ms"] is not None)
+    page.click("[data-mode=user]")
+    # Back in user mode with nothing held, the car stops.
+    status = served.wait_for(lambda s: s["mode"] == "user" and s["action"] == "stop")
+    page.wait_for_selector("[data-mode=user][aria-pressed=true]")
+
+    assert piloting["model"]["name"]
+    assert status["user_action"] == "stop"
 
 
 # --- drives page -------------------------------------------------------------
