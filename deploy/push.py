@@ -41,6 +41,8 @@ class PushResult:
     #: The car's own words about the activation.
     verdict: str
     model_bytes: int
+    #: Time to log in and ask the car what it has.
+    check_s: float
     upload_s: float
     activate_s: float
 
@@ -86,12 +88,18 @@ def push(
     card = ModelCard.load(folder)
     model_path = folder / card.model_file
     card.verify_model_file(model_path)
+    start = time.monotonic()
     with car.session():
-        return _push(car, folder, card, activate=activate, progress=progress)
+        return _push(car, folder, card, activate, progress, start)
 
 
 def _push(
-    car: Car, folder: Path, card: ModelCard, *, activate: bool, progress: bool
+    car: Car,
+    folder: Path,
+    card: ModelCard,
+    activate: bool,
+    progress: bool,
+    start: float,
 ) -> PushResult:
     model_path = folder / card.model_file
     sha = card.model_sha256
@@ -120,6 +128,7 @@ def _push(
         )
 
     # Copy under a temporary name, then rename once complete.
+    check_s = time.monotonic() - start
     start = time.monotonic()
     install = ""
     if ok_there:
@@ -168,6 +177,7 @@ def _push(
         activated=activate,
         verdict=verdict,
         model_bytes=size,
+        check_s=check_s,
         upload_s=upload_s,
         activate_s=time.monotonic() - start,
     )
