@@ -191,9 +191,8 @@
     const m = s.model;
     if (!m) return "none";
     if (typeof m !== "object") return String(m);
-    const sha = m.sha256 ? ` · ${m.sha256.slice(0, 8)}` : "";
-    const quant = m.quantization ? ` · ${m.quantization}` : "";
-    return `${m.name || "model"}${quant}${sha}`;
+    const name = m.name || (m.sha256 ? m.sha256.slice(0, 12) : "model");
+    return [name, m.quantization, m.runtime].filter(Boolean).join(" · ");
   }
 
   function render(s) {
