@@ -195,15 +195,21 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, served: ServedCar) -> Iterator[Any]:
-    """A fresh browser context (no cookie yet) on the driving page."""
+    """A fresh browser context (no cookie yet) on the driving page.
+
+    Fails the test if the page's scripts threw anything.
+    """
     context = browser.new_context(viewport=LAPTOP)
     page = context.new_page()
+    script_errors: list[str] = []
+    page.on("pageerror", lambda error: script_errors.append(str(error)))
     page.goto(f"{served.url}/?token={served.token}")
     page.wait_for_selector("#conn[data-state=ok]")
     yield page
     page.keyboard.press("Space")
     context.close()
     served.wait_for(lambda s: s["action"] == "stop")
+    assert script_errors == []
 
 
 SCROLLS_SIDEWAYS = "document.documentElement.scrollWidth > window.innerWidth"
