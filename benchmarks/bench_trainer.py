@@ -111,14 +111,16 @@ def bench_pipeline(
     model_pipeline = build_model(params)
     model_numpy = build_model(params)
     # Trace both training steps before timing.
-    model_pipeline.fit(pipeline, epochs=1, verbose=0)
+    model_pipeline.fit(pipeline, epochs=1, shuffle=False, verbose=0)
     model_numpy.fit(x, y, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
 
     # Interleave the epochs so that both see the same load on the machine.
     pipeline_s, numpy_s = [], []
     for _ in range(epochs):
         pipeline_s.append(
-            _timed(lambda: model_pipeline.fit(pipeline, epochs=1, verbose=0))
+            _timed(
+                lambda: model_pipeline.fit(pipeline, epochs=1, shuffle=False, verbose=0)
+            )
         )
         numpy_s.append(
             _timed(

@@ -360,8 +360,8 @@ def make_train_dataset(
     import tensorflow as tf
 
     check_batch_size(batch_size, len(labels))
-    x = tf.constant(images)
-    y = tf.constant(labels, dtype=tf.int64)
+    x = _tensor(images)
+    y = _tensor(np.asarray(labels, dtype=np.int64))
     class_w = None if weights is None else tf.constant(weights, dtype=tf.float32)
 
     def gather(idx: tf.Tensor, coins: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -392,6 +392,24 @@ def make_eval_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -
         (images, np.asarray(labels, dtype=np.int64))
     )
     return dataset.batch(max(1, batch_size)).prefetch(tf.data.AUTOTUNE)
+
+
+#: The tensors of the arrays fed most recently, so that the runs of a search
+#: do not copy the same training frames into TensorFlow again and again.
+_TENSORS: list[tuple[np.ndarray, Any]] = []
+_TENSORS_KEPT = 4
+
+
+def _tensor(array: np.ndarray) -> Any:
+    import tensorflow as tf
+
+    for kept, tensor in _TENSORS:
+        if kept is array:
+            return tensor
+    tensor = tf.constant(array)
+    _TENSORS.insert(0, (array, tensor))
+    del _TENSORS[_TENSORS_KEPT:]
+    return tensor
 
 
 def check_batch_size(batch_size: int, train_frames: int) -> None:

@@ -183,7 +183,7 @@ def train_run(
 
     # Model and data, seeded so that a run can be repeated.
     keras.utils.set_random_seed(seed)
-    keras.backend.clear_session()
+    keras.backend.clear_session(free_memory=False)
     model = build_model(params)
     weights = class_weights(dataset.y_train) if options.class_weights else None
     train_data = make_train_dataset(
