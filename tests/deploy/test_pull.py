@@ -123,6 +123,7 @@ def test_pull_killed_mid_transfer_resumes_to_complete_drives(
         [sys.executable, "-m", "deploy.cli", "pull", *car, "--into", str(into)]
         + ["--bwlimit", "2048"],
         start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # its ssh socket dies here
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -110,7 +110,7 @@ def test_push_wrong_models_are_refused_by_activation(sshd, car_home, deploy):
 
 
 @pytest.mark.slow
-def test_push_killed_mid_transfer_keeps_old_model(sshd, car_home, deploy):
+def test_push_killed_mid_transfer_keeps_old_model(sshd, car_home, deploy, tmp_path):
     car = sshd.car_args(car_home)
     assert deploy("push", FIXTURE_MODELS / "tiny-int8", *car)[0] == 0
 
@@ -121,6 +121,7 @@ def test_push_killed_mid_transfer_keeps_old_model(sshd, car_home, deploy):
         + car
         + ["--bwlimit", "1"],
         start_new_session=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # its ssh socket dies here
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
