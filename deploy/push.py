@@ -5,7 +5,7 @@ card to ``models/.incoming-<sha256>-<random>/`` on the car, renames that folder
 to ``models/<sha256>/`` once the copy is complete, and runs the car's own
 ``robot model activate``, which checks and loads the model and only then flips
 ``models/current``. A push that is interrupted leaves an ``.incoming-`` folder
-that is never active and is removed by the next push of the same model.
+that is never active; the next push removes it (and any older than an hour).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: Export folders of a search, in the order ``push`` prefers them.
 EXPORT_PREFERENCE = ("int8", "float32")
+#: Copies of interrupted pushes of other models are removed after this long.
+STALE_INCOMING_MIN = 60
 #: Room to leave on the car beyond the model's own size.
 SPARE_BYTES = 1 << 20
 
@@ -149,7 +151,9 @@ def _push(
         )
         install = (
             f"( cd {home}/models && {{ [ ! -e {sha} ] || rm -rf -- {sha}; }} && "
-            f"mv -- {incoming} {sha} && rm -rf -- .incoming-{sha}-* )"
+            f"mv -- {incoming} {sha} && rm -rf -- .incoming-{sha}-* && "
+            f"find . -maxdepth 1 -name '.incoming-*' -mmin +{STALE_INCOMING_MIN} "
+            "-exec rm -rf -- {} + )"
         )
     upload_s = time.monotonic() - start
 

@@ -38,6 +38,11 @@ def test_push_activates_and_rollback_restores_over_ssh(sshd, car_home, deploy):
     assert f"activated {_sha('tiny-float32')[:12]}" in out
     assert _link(car_home, "current") == _sha("tiny-float32")
 
+    # What an interrupted push of another model left two hours ago.
+    stale = car_home / "models" / f".incoming-{'0' * 64}-dead"
+    stale.mkdir()
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+
     code, out, err = deploy("push", FIXTURE_MODELS / "tiny-int8", *car)
     assert code == 0, err
     assert _link(car_home, "current") == _sha("tiny-int8")
