@@ -130,7 +130,7 @@ class ModelStore:
     def _link(self, name: str) -> str | None:
         try:
             target = os.readlink(self.path / name)
-        except (FileNotFoundError, OSError):
+        except OSError:  # no link yet, or not a link
             return None
         return Path(target).name
 
