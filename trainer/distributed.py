@@ -28,7 +28,7 @@ model.keras: Tune ends such a trial between epochs without letting it save.
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import logging
 import math
 import os
@@ -72,8 +72,8 @@ from trainer.space import validate_space as _validate_space
 
 log = logging.getLogger(__name__)
 
-#: What every node must import to train a trial.
-REQUIRED_MODULES = ("tensorflow", "keras", "hyperopt", "numpy", "trainer.train")
+#: What every node must have to train a trial.
+REQUIRED_MODULES = ("tensorflow", "keras", "hyperopt", "numpy", "trainer")
 CONNECT_TIMEOUT_S = 10.0
 PROBE_TIMEOUT_S = 120.0
 #: How often the driver collects finished trials from the inbox.
@@ -156,15 +156,19 @@ def _check_reachable(address: str) -> None:
 
 
 def _probe(modules: tuple[str, ...]) -> dict[str, Any]:
-    """Runs on a node: which of ``modules`` it cannot import, and its versions."""
+    """Runs on a node: which of ``modules`` it lacks, and its versions."""
     import platform
 
+    # Found, not imported: importing TensorFlow on every node would take
+    # longer than the check is worth.
     missing = {}
     for name in modules:
         try:
-            importlib.import_module(name)
-        except Exception as err:  # any failure means the node cannot train
-            missing[name] = f"{type(err).__name__}: {err}"
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError) as err:
+            found, missing[name] = False, f"{type(err).__name__}: {err}"
+        if not found:
+            missing.setdefault(name, "not installed")
     return {
         "host": socket.gethostname(),
         "python": platform.python_version(),

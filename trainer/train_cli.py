@@ -310,17 +310,23 @@ def _search(args: argparse.Namespace) -> int:
     )
     space = load_space(args.space) if args.space else None
 
-    # Refuse a folder of another format before loading any data.
+    # Refuse a folder of another format, or an unreachable cluster, before
+    # loading any data.
     read_meta(path)
+    if args.ray:
+        from trainer.distributed import RayOptions, connect
+
+        ray_options = RayOptions(args.ray, args.concurrency, args.trial_cpus)
+        connect(ray_options.address)
     dataset = load_dataset(args.drives, cache_dir)
     print(_data_line(dataset), flush=True)
     if args.ray:
-        from trainer.distributed import RayOptions, run_ray_search
+        from trainer.distributed import run_ray_search
 
         record = run_ray_search(
             path,
             options,
-            RayOptions(args.ray, args.concurrency, args.trial_cpus),
+            ray_options,
             dataset=dataset,
             space=space,
             echo=lambda line: print(line, flush=True),

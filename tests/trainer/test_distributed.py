@@ -184,8 +184,8 @@ def test_ray_search_runs_trials_concurrently_into_a_complete_search_folder(
     assert record.best is not None and record.best["run"].startswith("rerun")
     assert record.model_path(record.best["run"]).is_file()
     assert "trained 4 of 4 planned epochs" in done.stdout
-    report = write_report(search)
-    assert (report / "index.html").is_file()
+    page = write_report(search)
+    assert page.is_file() and page.stat().st_size > 0
 
 
 def test_ray_search_resumes_after_the_driver_is_killed(
@@ -197,7 +197,7 @@ def test_ray_search_resumes_after_the_driver_is_killed(
         space_file,
         ray_address,
         "--trials=3",
-        "--concurrency=1",
+        "--concurrency=2",
         "--top-k=0",
     )
     search = tmp_path / "searches" / "tiny"
@@ -243,7 +243,7 @@ def test_ray_search_unreachable_address_is_a_one_line_error(
     done = _run(_search_command(drives, tmp_path, space_file, address, "--trials=1"))
 
     assert done.returncode == 2
-    assert done.stdout.count("\n") <= 1  # only the data line
+    assert done.stdout == ""
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("trainer: error: cannot reach the Ray cluster at")
     assert address in last
