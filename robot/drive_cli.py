@@ -79,6 +79,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default=5.0,
         help="with --autodrive: how long to drive (default 5)",
     )
+    drive.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        help="with --autodrive: chance per step that the expert starts a burst "
+        "of wrong actions and records its corrections (e.g. 0.03; default 0)",
+    )
 
     check = add_command(
         subparsers,
@@ -170,8 +177,11 @@ def _make_car(config: RobotConfig, args: argparse.Namespace) -> _Car:
     uses_sim = "sim" in (config.camera.backend, config.motors.backend)
     if uses_sim and importlib.util.find_spec("robot.sim.backends") is not None:
         backends = importlib.import_module("robot.sim.backends")
-        sim_config = importlib.import_module("robot.sim.config").SimConfig(
-            shape=args.track, seed=args.seed
+        sim = importlib.import_module("robot.sim.config")
+        sim_config = sim.SimConfig(
+            shape=args.track,
+            seed=args.seed,
+            expert=sim.ExpertConfig(noise=getattr(args, "noise", 0.0)),
         )
         world = backends.SimWorld(sim_config)
     camera = make_camera(config.camera, world=world)
