@@ -72,6 +72,18 @@ class ServedCar:
         with urllib.request.urlopen(request, timeout=5) as response:
             return json.load(response)
 
+    def control(self, message: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            f"{self.url}/api/control",
+            data=json.dumps(message).encode(),
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 204
+
     def wait_for(
         self, check: Callable[[dict[str, Any]], bool], timeout_s: float = 5.0
     ) -> dict[str, Any]:
@@ -532,6 +544,14 @@ def test_browser_drives_page_steps_relabels_and_undoes(
 def test_browser_screenshots_phone_and_laptop(
     browser: Any, served: ServedCar, review_drive: Path
 ) -> None:
+    # A short recorded drive to show, driven over the API as a script would.
+    served.control({"recording": True})
+    for _ in range(15):
+        served.control({"action": "forward"})
+        time.sleep(0.1)
+    served.control({"action": "stop"})
+    served.control({"recording": False})
+
     for name, viewport in (("phone", PHONE), ("laptop", LAPTOP)):
         context = browser.new_context(
             viewport=viewport, device_scale_factor=2 if name == "phone" else 1
@@ -551,6 +571,8 @@ def test_browser_screenshots_phone_and_laptop(
         page.keyboard.press("End")
         page.wait_for_timeout(300)
         shots.append(screenshot(page, f"drives-{name}"))
+        if name == "phone":
+            shots.append(screenshot(page, "drives-phone-full", full_page=True))
         overflows.append(page.evaluate(SCROLLS_SIDEWAYS))
         context.close()
 
