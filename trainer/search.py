@@ -33,7 +33,12 @@ import numpy as np
 from shared.errors import SearchError
 from trainer import searchdir
 from trainer.data import Dataset, load_dataset
-from trainer.early_stopping import RULES, PruningBoard, StoppingRule
+from trainer.early_stopping import (
+    RULES,
+    PruningBoard,
+    StoppingRule,
+    describe_savings,
+)
 from trainer.space import (
     DEFAULT_MAX_BATCH,
     default_space,
@@ -204,6 +209,8 @@ def run_search(
         records = _records(trials)
         searchdir.write_trials(path, trials, records)
         echo(_trial_line(records, options.trials))
+    if options.early_stopping is not None:
+        echo(describe_savings(records))
 
     # Re-run the best configurations with more seeds.
     reruns = _rerun_top(path, records, dataset, options, echo)
