@@ -395,10 +395,16 @@ def _trainable(
                 model = model_file.read_bytes() if model_file.exists() else None
             ray.get(inbox.add_run.remote(trial_id, result.to_dict(), model))
             done_scores.append(result.objective(objective))
+        finite = [v for v in done_scores if math.isfinite(v)]
+        if not finite:
+            raise FloatingPointError(
+                f"every run's {objective} was nan (training diverged)"
+            )
     except Exception as err:
+        # Tune marks the trial as errored, and TPE leaves it out.
         ray.get(inbox.fail.remote(trial_id, f"{type(err).__name__}: {err}"))
         raise
-    final = sum(done_scores) / len(done_scores)
+    final = sum(finite) / len(finite)
     tune.report({"score": final, RUNNING_METRIC: final, "partial_run": None})
 
 
@@ -494,9 +500,9 @@ def run_ray_search(
         echo(f"resuming {path.name}: {len(records)} of {options.trials} trials done")
     remaining = options.trials - len(trials.trials)
 
+    # The data once in the object store; workers fetch it from there.
+    data_ref = ray.put(dataset)
     if remaining > 0:
-        # The data once in the object store; workers fetch it from there.
-        data_ref = ray.put(dataset)
         inbox = ray.remote(num_cpus=0)(_Inbox).remote(len(trials.trials))
         worker_options = {
             "threads": trial_cpus,
@@ -564,7 +570,7 @@ def run_ray_search(
     echo(describe_savings(records))
 
     # Re-run the best configurations as Ray tasks, one per run.
-    reruns = _rerun_top(path, records, dataset, options, trial_cpus, echo)
+    reruns = _rerun_top(path, records, data_ref, options, trial_cpus, echo)
     best = _best(records, reruns, options.objective)
     if best is not None:
         searchdir.write_best(path, best)
@@ -768,7 +774,7 @@ def _rerun_one(
 def _rerun_top(
     path: Path,
     records: list[dict[str, Any]],
-    dataset: Dataset,
+    data_ref: Any,
     options: SearchOptions,
     trial_cpus: int,
     echo: Callable[[str], None],
@@ -796,7 +802,6 @@ def _rerun_top(
             "each on the cluster"
         )
         train_data = {**asdict(options.train_options(runs=1)), "save_models": True}
-        data_ref = ray.put(dataset)
         task = ray.remote(num_cpus=trial_cpus)(_rerun_one)
         pending = {}
         for record in todo:
