@@ -21,9 +21,10 @@ unchanged. ``run_ray_search`` reads top to bottom:
 5. Re-run the top configurations as Ray tasks, one per run, and write
    rerun.jsonl and best.json.
 
-A run that Tune's scheduler stops is recorded from its last epoch report
-(history, score and the validation figures of that epoch) without a
-model.keras: Tune ends such a trial between epochs without letting it save.
+Tune ends a trial that its scheduler stops between two epochs, without
+letting it finish its run. So, with a scheduler, every epoch report carries
+the run's record so far (history, score, validation figures) and the inbox
+keeps the run's latest model: a stopped run is written like a finished one.
 """
 
 from __future__ import annotations
@@ -269,6 +270,10 @@ class _Inbox:
     def add_run(self, trial_id: str, run: dict[str, Any], model: bytes | None) -> None:
         self._entry(trial_id)["runs"].append((run, model))
 
+    def keep_model(self, trial_id: str, model: bytes) -> None:
+        """The model of the unfinished run after its latest epoch."""
+        self._entry(trial_id)["partial_model"] = model
+
     def fail(self, trial_id: str, error: str) -> None:
         self._entry(trial_id)["error"] = error
 
@@ -299,13 +304,20 @@ class _Inbox:
 
 def _epoch_reporter(
     run_index: int,
+    seed: int,
     done_scores: list[float],
     epochs: int,
     dataset: Dataset,
     evaluate: bool,
     objective: str,
+    keep_model: Callable[[bytes], None],
 ) -> Any:
-    """A Keras callback that reports each epoch of run ``run_index`` to Tune."""
+    """A Keras callback that reports each epoch of run ``run_index`` to Tune.
+
+    With ``evaluate`` (a scheduler may stop the trial), each epoch also
+    measures the run and hands its model to ``keep_model``, so that a run
+    stopped after this epoch still has a record and a model.
+    """
     import keras
     import numpy as np
 
@@ -315,6 +327,10 @@ def _epoch_reporter(
         def __init__(self) -> None:
             super().__init__()
             self.history: dict[str, list[float]] = {}
+            self.started = time.perf_counter()
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             for key, value in (logs or {}).items():
@@ -329,8 +345,18 @@ def _epoch_reporter(
                 figures = metrics.evaluate_run(
                     self.history, dataset.y_val, np.argmax(probabilities, axis=1)
                 )
-                partial = {"history": self.history, "epochs": epoch + 1, **figures}
+                partial = {
+                    "history": self.history,
+                    "epochs": epoch + 1,
+                    "seed": seed,
+                    "train_time_s": time.perf_counter() - self.started,
+                    **figures,
+                }
                 running_value = figures[objective]
+                with tempfile.TemporaryDirectory(prefix="malpi-epoch-") as tmp:
+                    model_file = Path(tmp) / searchdir.MODEL_FILE
+                    self.model.save(model_file)
+                    keep_model(model_file.read_bytes())
             else:
                 running_value = running
             scores = [*done_scores, running_value]
@@ -374,11 +400,13 @@ def _trainable(
         for k in range(train_options.runs):
             reporter = _epoch_reporter(
                 k,
+                seed + k,
                 done_scores,
                 train_options.epochs,
                 dataset,
                 options["evaluate_each_epoch"],
                 objective,
+                lambda model: ray.get(inbox.keep_model.remote(trial_id, model)),
             )
             with tempfile.TemporaryDirectory(prefix="malpi-run-") as tmp:
                 run_dir = Path(tmp) / "run"
@@ -630,7 +658,10 @@ class _RecordWriter:
     def _write(self, entry: dict[str, Any]) -> None:
         tid = len(self.trials.trials)
         record = trial_record(entry, tid, self.options)
-        for k, (_, model) in enumerate(entry["runs"]):
+        models = [model for _, model in entry["runs"]]
+        if len(record["runs"]) > len(models):
+            models.append(entry.get("partial_model"))
+        for k, model in enumerate(models):
             if model is not None:
                 model_path = searchdir.run_model_path(self.path, f"{tid}-{k}")
                 model_path.parent.mkdir(parents=True, exist_ok=True)
@@ -643,6 +674,7 @@ class _RecordWriter:
 def trial_record(entry: dict[str, Any], tid: int, options: SearchOptions) -> dict:
     """A trials.jsonl record from what the inbox collected for one trial."""
     from trainer import metrics
+    from trainer.train import run_from_dict
 
     runs = []
     for k, (run, _) in enumerate(entry["runs"]):
@@ -652,16 +684,8 @@ def trial_record(entry: dict[str, Any], tid: int, options: SearchOptions) -> dic
     if partial and len(runs) < options.runs:
         # Tune's scheduler stopped this run between epochs.
         k = len(runs)
-        runs.append(
-            {
-                "run": f"{tid}-{k}",
-                "seed": None,
-                "train_time_s": None,
-                "overhead_s": None,
-                "stopped_early": True,
-                **partial,
-            }
-        )
+        run = run_from_dict({**partial, "run": f"{tid}-{k}", "stopped_early": True})
+        runs.append(run.to_dict())
     values = [r.get(options.objective) for r in runs]
     finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
     score, score_std = metrics.mean_std(finite)

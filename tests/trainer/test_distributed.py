@@ -24,8 +24,6 @@ from shared.errors import SearchError
 
 from .trainer_drives import cycle_actions, write_drive
 
-pytestmark = pytest.mark.slow
-
 REPO = Path(__file__).resolve().parents[2]
 RAY = Path(sys.executable).with_name("ray")
 CLUSTER_CPUS = 2
@@ -43,6 +41,24 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _run_dict(run: str, val_accuracy: list[float]) -> dict:
+    return {
+        "run": run,
+        "seed": 7,
+        "history": {"val_accuracy": val_accuracy},
+        "score": sum(val_accuracy) / len(val_accuracy),
+        "balanced_accuracy": 0.5,
+        "per_class_recall": [0.5, None, None, None, None],
+        "confusion": [[1] * 5 for _ in range(5)],
+        "majority_baseline": 0.4,
+        "collapsed": False,
+        "epochs": len(val_accuracy),
+        "train_time_s": 1.0,
+        "stopped_early": False,
+        "overhead_s": 0.1,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +155,7 @@ def _records(search: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+@pytest.mark.slow
 def test_ray_search_runs_trials_concurrently_into_a_complete_search_folder(
     ray_address: str, drives: Path, space_file: Path, tmp_path: Path
 ) -> None:
@@ -188,6 +205,7 @@ def test_ray_search_runs_trials_concurrently_into_a_complete_search_folder(
     assert page.is_file() and page.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_ray_search_resumes_after_the_driver_is_killed(
     ray_address: str, drives: Path, space_file: Path, tmp_path: Path
 ) -> None:
@@ -235,6 +253,7 @@ def test_ray_search_resumes_after_the_driver_is_killed(
     assert records[: len(first)] == first
 
 
+@pytest.mark.slow
 def test_ray_search_unreachable_address_is_a_one_line_error(
     drives: Path, space_file: Path, tmp_path: Path
 ) -> None:
@@ -249,6 +268,7 @@ def test_ray_search_unreachable_address_is_a_one_line_error(
     assert address in last
 
 
+@pytest.mark.slow
 def test_check_cluster_and_plan_cpus_refuse_what_cannot_run(
     ray_address: str,
 ) -> None:
@@ -282,3 +302,72 @@ def test_ray_options_reject_bad_values() -> None:
         RayOptions("auto", concurrency=0)
     with pytest.raises(SearchError, match="is not host:port"):
         connect("just-a-host")
+
+
+def test_trial_record_keeps_a_run_stopped_by_the_scheduler() -> None:
+    from trainer.distributed import trial_record
+    from trainer.search import SearchOptions
+
+    options = SearchOptions(trials=4, runs=2, epochs=4)
+    partial = _run_dict("ignored", [0.5, 0.3])
+    partial["balanced_accuracy"] = float("nan")
+    del partial["run"], partial["stopped_early"], partial["overhead_s"]
+    entry = {
+        "runs": [(_run_dict("3-0", [0.5, 0.6, 0.7, 0.8]), b"model")],
+        "last_result": {"partial_run": partial},
+        "config": {"batch_size": 9.0, "optimizer": "adam"},
+        "start": 10.0,
+        "end": 20.0,
+        "worker": "node/1",
+        "error": None,
+    }
+
+    record = trial_record(entry, 5, options)
+
+    assert [r["run"] for r in record["runs"]] == ["5-0", "5-1"]
+    assert [r["stopped_early"] for r in record["runs"]] == [False, True]
+    assert (record["epochs_run"], record["epochs_planned"]) == (6, 8)
+    assert record["score"] == pytest.approx((0.65 + 0.4) / 2)
+    assert record["params"] == {"batch_size": 9, "optimizer": "adam"}
+    assert record["status"] == "ok"
+    # Strict JSON, as searchdir writes it: the nan became null.
+    assert (
+        json.loads(json.dumps(record, allow_nan=False))["runs"][1]["balanced_accuracy"]
+        is None
+    )
+
+
+def test_finished_trials_reach_hyperopt_search_on_resume() -> None:
+    from hyperopt import Trials
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    from trainer.distributed import _append_trial, _searcher_trials, hyperopt_vals
+    from trainer.space import to_hyperopt
+
+    trials = Trials()
+    for tid, (rate, batch, optimizer, score) in enumerate(
+        [(0.002, 9, "rmsprop", 0.7), (0.001, 12, "adam", 0.4)]
+    ):
+        params = {"learning_rate": rate, "batch_size": batch, "optimizer": optimizer}
+        record = {"tid": tid, "params": params, "score": score, "status": "ok"}
+        _append_trial(trials, tid, record, hyperopt_vals(record, SPACE))
+
+    searcher = HyperOptSearch(
+        to_hyperopt(SPACE), metric="score", mode="max", random_state_seed=0
+    )
+    searcher.set_state(
+        {
+            "hyperopt_trials": _searcher_trials(trials),
+            "rstate": searcher.get_state()["rstate"],
+        }
+    )
+    config = searcher.suggest("next")
+
+    state = searcher.get_state()["hyperopt_trials"]
+    assert state.losses()[:2] == [-0.7, -0.4]
+    assert [t["misc"]["vals"]["optimizer"] for t in state.trials[:2]] == [[1], [0]]
+    assert config["optimizer"] in ("adam", "rmsprop")
+    assert 8 <= config["batch_size"] <= 16
+    # The records stay with the search folder's Trials, not the searcher's.
+    assert "record" in trials.trials[0]["result"]
+    assert "record" not in state.trials[0]["result"]
