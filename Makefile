@@ -30,5 +30,45 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The whole loop on the simulator, through the real commands: the expert
+# drives and records on a simulated car (a folder), the drives come home, a
+# small search trains, the best model is exported, pushed to the car and
+# evaluated beside the expert on tracks it never saw; then the car drives
+# itself in the web app until Ctrl-C. SERVE=0 stops after the evaluation.
+DEMO ?= demo
+DEMO_MINUTES ?= 1.5
+DEMO_TRIALS ?= 2
+DEMO_EPOCHS ?= 5
+SERVE ?= 1
+DEMO_CAR = $(abspath $(DEMO))/car
+
+demo: $(STAMP)
+	@test -n "$(DEMO)" && rm -rf "$(DEMO)" && mkdir -p "$(DEMO)"
+	@echo "== 1. the expert drives the simulated car and records ($(DEMO_MINUTES) min per track, real time)"
+	$(BIN)/robot drive --sim --autodrive expert --record --noise 0.03 --track oval --seed 0 \
+		--minutes $(DEMO_MINUTES) --home $(DEMO_CAR) & pid=$$!; \
+	$(BIN)/robot drive --sim --autodrive expert --record --noise 0.03 --track random --seed 1 \
+		--minutes $(DEMO_MINUTES) --home $(DEMO_CAR) && wait $$pid
+	@echo "== 2. bring the drives home"
+	$(BIN)/deploy pull --car $(DEMO_CAR) --into $(DEMO)/drives \
+		--robot-cmd $(abspath $(BIN))/robot
+	@echo "== 3. search, report, export"
+	$(BIN)/trainer search $(DEMO)/drives --project $(DEMO) --name demo \
+		--space examples/demo-space.toml --trials $(DEMO_TRIALS) \
+		--epochs $(DEMO_EPOCHS) --top-k 0
+	$(BIN)/trainer report $(DEMO)/searches/demo
+	$(BIN)/trainer export $(DEMO)/searches/demo --quantize both
+	@echo "== 4. push the model to the car"
+	$(BIN)/deploy push $(DEMO)/searches/demo --car $(DEMO_CAR) \
+		--robot-cmd $(abspath $(BIN))/robot
+	@echo "== 5. the car's model and the expert on oval, figure8 and random:7"
+	$(BIN)/trainer evaluate --sim --model $(DEMO_CAR)/models/current \
+		--tracks oval,figure8,random:7 --minutes 1 \
+		--gif $(DEMO)/evaluate.gif --json $(DEMO)/evaluate.json
+	@if [ "$(SERVE)" != "0" ]; then \
+		echo "== 6. the model drives the figure-eight: open the URL below, take over any time; Ctrl-C stops"; \
+		$(BIN)/robot drive --sim --home $(DEMO_CAR) --mode pilot --track figure8; \
+	fi
+
 clean:
 	rm -rf $(VENV) build *.egg-info
