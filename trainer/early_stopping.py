@@ -7,11 +7,14 @@ its curve of running scores on a ``PruningBoard``; a new run is compared,
 epoch by epoch, with the curves that reached the same epoch:
 
 - ``median``: after the grace period, stop when the run's running score is
-  below the median of its peers' at that epoch (as Ray Tune's
+  not above the median of its peers' at that epoch (as Ray Tune's
   ``MedianStoppingRule``, but on epochs rather than seconds).
 - ``asha``: at the rungs ``grace, grace*rf, grace*rf**2, ...`` epochs, stop
-  when the run is not in the top ``1/rf`` of its peers at that rung
-  (asynchronous successive halving, as Ray Tune's ``ASHAScheduler``).
+  when the run is not above the top ``1/rf`` cutoff of its peers at that
+  rung (asynchronous successive halving, as Ray Tune's ``ASHAScheduler``).
+
+Unlike Tune's schedulers, a run that only ties the cutoff stops too (unless
+it ties the best peer), so that runs stuck on one plateau are ended.
 
 The same two names pick Tune's own schedulers on a Ray cluster
 (``tune_scheduler``), so ``--early-stopping`` means the same rule in both
@@ -118,11 +121,15 @@ class StoppingRule:
         if len(peers) < self.min_peers:
             return False
         if self.name == "median":
-            return score < float(np.median(peers))
-        if epochs not in self.rungs(max_epochs):
+            cutoff = float(np.median(peers))
+        elif epochs in self.rungs(max_epochs):
+            cutoff = float(np.percentile(peers, (1 - 1 / self.reduction_factor) * 100))
+        else:
             return False
-        cutoff = float(np.percentile(peers, (1 - 1 / self.reduction_factor) * 100))
-        return score < cutoff
+        # A tie at the cutoff stops too, unless the run ties the best peer:
+        # runs stuck at the same plateau (a collapse onto the majority class
+        # gives many equal scores) are what early stopping should end.
+        return score <= cutoff and score < max(peers)
 
 
 @dataclass

@@ -147,3 +147,17 @@ def test_pruning_callback_stops_keras_fit_early() -> None:
 
     assert callback.stopped_early
     assert len(history.history["val_accuracy"]) == 2
+
+
+def test_rules_stop_ties_at_the_cutoff_but_not_ties_with_the_best() -> None:
+    plateau = [0.385] * 8
+    board = PruningBoard(StoppingRule("median", grace_epochs=2))
+    for curve in (plateau, plateau, [0.386] * 8):
+        board.add_run(curve, epochs_planned=8)
+
+    assert board.should_stop(plateau[:3], max_epochs=8)
+    assert not board.should_stop([0.386] * 3, max_epochs=8)
+
+    alone = PruningBoard(StoppingRule("asha", grace_epochs=2))
+    alone.add_run(plateau, epochs_planned=8)
+    assert not alone.should_stop(plateau[:2], max_epochs=8)
