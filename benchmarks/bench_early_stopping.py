@@ -11,6 +11,8 @@ the one without, using at most 60% of its epochs.
 
 Run: ``python benchmarks/bench_early_stopping.py [--trials 10] [--epochs 10]
 [--rule asha] [--json figures.json]``; exit code 1 when a target is missed.
+``--baseline PROJECT`` reuses a finished search without early stopping (the
+same seed makes it the same search) and runs only the one with the rule.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="per search")
     parser.add_argument("--work", help="folder for both searches (default: a temp)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--baseline",
+        help="a finished search without early stopping, same options (its "
+        "project folder), to compare with instead of running it again",
+    )
     args = parser.parse_args()
 
     tub = Path(args.tub).resolve()
@@ -51,8 +58,13 @@ def main() -> int:
     # Both searches at once, same seed and options, one with the rule.
     started = time.monotonic()
     variants = {"full": [], args.rule: ["--early-stopping", args.rule]}
+    projects = {name: work / name for name in variants}
+    if args.baseline:
+        projects["full"] = Path(args.baseline)
     running = {}
     for name, extra in variants.items():
+        if name == "full" and args.baseline:
+            continue
         project = work / name
         project.mkdir(parents=True, exist_ok=True)
         command = [
@@ -99,7 +111,7 @@ def main() -> int:
         "wall_time_s": round(elapsed_s, 1),
     }
     for name in variants:
-        summary = _summary(work / name / "searches" / "bench" / "trials.jsonl")
+        summary = _summary(projects[name] / "searches" / "bench" / "trials.jsonl")
         figures.update({f"{name}_{key}": value for key, value in summary.items()})
     full, pruned = figures["full_best_score"], figures[f"{args.rule}_best_score"]
     gap = full - pruned
