@@ -255,17 +255,21 @@ def test_ray_search_resumes_after_the_driver_is_killed(
 
 @pytest.mark.slow
 def test_ray_search_unreachable_address_is_a_one_line_error(
-    drives: Path, space_file: Path, tmp_path: Path
+    drives: Path, space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    from trainer.cli import main
+
     address = f"127.0.0.1:{_free_port()}"
+    command = _search_command(drives, tmp_path, space_file, address, "--trials=1")
 
-    done = _run(_search_command(drives, tmp_path, space_file, address, "--trials=1"))
+    code = main(command[3:])
 
-    assert done.returncode == 2
-    assert done.stdout == ""
-    last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("trainer: error: cannot reach the Ray cluster at")
-    assert address in last
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("trainer: error: cannot reach the Ray cluster at")
+    assert address in err
 
 
 @pytest.mark.slow
