@@ -366,7 +366,7 @@ def _trial_line(records: list[dict[str, Any]], total: int) -> str:
         score = f"FAILED ({record['error']})"
     best_text = f"best {best['score']:.4f} (trial {best['tid']})" if best else "best -"
     return (
-        f"trial {record['tid'] + 1:>3}/{total}  {score}  {best_text}  "
+        f"trial {record['tid']:>3} ({len(records)}/{total})  {score}  {best_text}  "
         f"{seconds:6.1f} s  {_format_params(record['params'])}"
     )
 
