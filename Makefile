@@ -38,7 +38,7 @@ format: $(STAMP)
 DEMO ?= demo
 DEMO_MINUTES ?= 1.5
 DEMO_TRIALS ?= 2
-DEMO_EPOCHS ?= 5
+DEMO_EPOCHS ?= 6
 SERVE ?= 1
 DEMO_CAR = $(abspath $(DEMO))/car
 

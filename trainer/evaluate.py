@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from robot.pilot import Pilot
-from robot.sim.config import TRACK_SHAPES, SimConfig
+from robot.sim.config import TRACK_SHAPES, ExpertConfig, SimConfig
 from robot.sim.evaluate import EvaluationResult, evaluate, evaluate_expert
 from robot.sim.render import ground_offsets
 from robot.sim.track import Track, make_track
@@ -189,7 +189,12 @@ def duration_for_laps(
     fastest_lap_s = track.length_m / config.car.speed_m_s
     budget_s = _EXPERT_LAP_BUDGET * laps * fastest_lap_s
     expert = evaluate_expert(
-        track, track.seed, duration_s=budget_s, rate_hz=rate_hz, config=config
+        track,
+        track.seed,
+        duration_s=budget_s,
+        rate_hz=rate_hz,
+        config=config,
+        expert=clean_expert(config),
     )
     if expert.laps < laps:
         raise SimulationError(
@@ -198,6 +203,11 @@ def duration_for_laps(
             "the car and expert settings of the simulator config"
         )
     return math.ceil(LAPS_TIME_FACTOR * sum(expert.lap_times_s[:laps]))
+
+
+def clean_expert(config: SimConfig) -> ExpertConfig:
+    """The expert of ``config`` without noise: the baseline to compare with."""
+    return dataclasses.replace(config.expert, noise=0.0)
 
 
 def gif_path_for(gif: Path, spec: TrackSpec, runs: int) -> Path:
@@ -216,6 +226,7 @@ def evaluate_model(
     rate_hz: float | None = None,
     config: SimConfig | None = None,
     gif: str | Path | None = None,
+    gif_every: int = 4,
     on_result: Callable[[TrackResult], None] | None = None,
 ) -> list[TrackResult]:
     """Drive ``model`` (None: the expert alone) and the expert on each world.
@@ -232,6 +243,7 @@ def evaluate_model(
         config: track, car and camera settings (defaults when None).
         gif: write an animated GIF of each model run (of the expert's with
             no model) there.
+        gif_every: keep every n-th frame in the GIF.
         on_result: called with each world's result as it finishes.
 
     Raises:
@@ -246,6 +258,8 @@ def evaluate_model(
         raise SimulationError(
             f"run length {duration_s!r} s is invalid; give positive minutes or laps"
         )
+    if laps is not None and laps < 1:
+        raise SimulationError(f"--laps {laps!r} must be 1 or more")
 
     # Everything that can be refused is checked before the first run.
     worlds = build_worlds(specs, config)
@@ -270,7 +284,9 @@ def evaluate_model(
             duration_s=seconds,
             rate_hz=rate_hz,
             config=config,
+            expert=clean_expert(config),
             gif_path=gif_path if pilot is None else None,
+            gif_every=gif_every,
         )
         driven = None
         if pilot is not None:
@@ -282,6 +298,7 @@ def evaluate_model(
                 rate_hz=rate_hz,
                 config=config,
                 gif_path=gif_path,
+                gif_every=gif_every,
             )
         result = TrackResult(spec, expert, driven, gif_path)
         results.append(result)

@@ -68,6 +68,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--rate", type=float, help="control rate in Hz (default: the drive loop's)"
     )
     parser.add_argument("--gif", type=Path, help="write an animated GIF of each run")
+    parser.add_argument(
+        "--gif-every",
+        type=int,
+        default=4,
+        metavar="N",
+        help="keep every N-th frame in the GIF (default 4)",
+    )
     parser.add_argument("--json", type=Path, help="also save the results as JSON")
     parser.add_argument("--sim-config", help="simulator settings (TOML)")
     parser.add_argument(
@@ -117,6 +124,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         rate_hz=args.rate,
         config=config,
         gif=args.gif,
+        gif_every=args.gif_every,
         on_result=progress,
     )
     print()
