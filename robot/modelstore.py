@@ -41,8 +41,9 @@ from shared.cli import add_command
 from shared.config import RobotConfig, load_config
 from shared.drives import LABELS_NAME, META_NAME
 from shared.errors import MalpiError, ModelCardError, ModelError
+from shared.fileio import fsync_dir, sha256_file
 from shared.frames import FRAME_SHAPE
-from shared.modelcard import CARD_NAME, ModelCard, sha256_file
+from shared.modelcard import CARD_NAME, ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ class ModelStore:
             tmp.unlink()
         os.symlink(sha, tmp)
         os.replace(tmp, self.path / link)
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     def activate(self, name: str) -> ModelCard:
         """Verify the model ``name`` and make it the active one.
@@ -291,14 +292,6 @@ class ModelStore:
             "drives": drives,
             "free_bytes": shutil.disk_usage(usage_path).free,
         }
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def try_model(folder: Path) -> Pilot:

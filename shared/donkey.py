@@ -50,6 +50,7 @@ from shared import __version__
 from shared.actions import ACTION_LABELS, Action
 from shared.drives import DRIVE_FORMAT, FRAMES_DIR, LABELS_NAME, META_NAME, frame_file
 from shared.errors import ConfigError, FrameError, ImportDataError
+from shared.fileio import fsync_dir, write_atomic
 from shared.frames import (
     FRAME_SHAPE,
     JPEG_QUALITY,
@@ -57,7 +58,6 @@ from shared.frames import (
     encode_jpeg,
     to_model_frame,
 )
-from shared.modelcard import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -385,7 +385,7 @@ def import_tub(
             raise ImportDataError(
                 f"cannot move the imported drive to {str(final)!r}: {err}"
             ) from err
-        _fsync_dir(drives_dir)
+        fsync_dir(drives_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info(
@@ -453,14 +453,6 @@ def _write_drive(
     }
     write_atomic(path / META_NAME, (json.dumps(meta, indent=2) + "\n").encode())
     return {label: counts.get(label, 0) for label in ACTION_LABELS}
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _is_number(value: object) -> bool:

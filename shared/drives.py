@@ -40,8 +40,8 @@ import numpy as np
 from shared import __version__
 from shared.actions import ACTION_LABELS, Action
 from shared.errors import DriveError, FrameError, NotADriveError, UnknownActionError
+from shared.fileio import fsync_dir, write_atomic
 from shared.frames import FRAME_SHAPE, decode_jpeg, encode_jpeg
-from shared.modelcard import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class DriveWriter:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(frames_dir)
+        fsync_dir(frames_dir)
         lines = b"".join(
             _json_bytes(
                 {
@@ -694,11 +694,3 @@ def find_drives(paths: Sequence[str | Path]) -> list[Path]:
 
 def _json_bytes(item: dict[str, Any], indent: int | None = None) -> bytes:
     return (json.dumps(item, indent=indent) + "\n").encode("utf-8")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -9,9 +9,7 @@ does not match its camera, its action set or the model's own bytes.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,7 +18,10 @@ from typing import Any
 from shared import __version__
 from shared.actions import ACTION_LABELS
 from shared.errors import ModelCardError
+from shared.fileio import sha256_file, write_atomic
 from shared.frames import FRAME_SHAPE
+
+__all__ = ["ModelCard", "sha256_file", "write_atomic"]
 
 CARD_FORMAT = 1
 CARD_NAME = "model.json"
@@ -183,41 +184,3 @@ class ModelCard:
                 f"its card says {self.model_sha256[:12]}...: the file is damaged "
                 "or not the one the card was written for; copy or export it again"
             )
-
-
-def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def write_atomic(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file.
-
-    The bytes go to a temporary file beside ``path``, are fsynced, and the
-    temporary file is renamed over ``path``.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
