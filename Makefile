@@ -36,7 +36,9 @@ format: $(STAMP)
 # evaluated beside the expert on tracks it never saw; then the car drives
 # itself in the web app until Ctrl-C. SERVE=0 stops after the evaluation.
 DEMO ?= demo
-DEMO_MINUTES ?= 1.5
+DEMO_MINUTES ?= 1
+# Training worlds, shape:seed: three floors (tiles, wood, concrete).
+DEMO_WORLDS ?= oval:0 random:2 random:5
 DEMO_TRIALS ?= 2
 DEMO_EPOCHS ?= 6
 SERVE ?= 1
@@ -44,11 +46,12 @@ DEMO_CAR = $(abspath $(DEMO))/car
 
 demo: $(STAMP)
 	@test -n "$(DEMO)" && rm -rf "$(DEMO)" && mkdir -p "$(DEMO)"
-	@echo "== 1. the expert drives the simulated car and records ($(DEMO_MINUTES) min per track, real time)"
-	$(BIN)/robot drive --sim --autodrive expert --record --noise 0.03 --track oval --seed 0 \
-		--minutes $(DEMO_MINUTES) --home $(DEMO_CAR) & pid=$$!; \
-	$(BIN)/robot drive --sim --autodrive expert --record --noise 0.03 --track random --seed 1 \
-		--minutes $(DEMO_MINUTES) --home $(DEMO_CAR) && wait $$pid
+	@echo "== 1. the expert drives and records on $(DEMO_WORLDS) ($(DEMO_MINUTES) min each, real time, side by side)"
+	@pids=""; for world in $(DEMO_WORLDS); do \
+		$(BIN)/robot drive --sim --autodrive expert --record --noise 0.03 \
+			--track $${world%%:*} --seed $${world##*:} --minutes $(DEMO_MINUTES) \
+			--home $(DEMO_CAR) & pids="$$pids $$!"; \
+	done; for pid in $$pids; do wait $$pid || exit 1; done
 	@echo "== 2. bring the drives home"
 	$(BIN)/deploy pull --car $(DEMO_CAR) --into $(DEMO)/drives \
 		--robot-cmd $(abspath $(BIN))/robot
@@ -61,7 +64,7 @@ demo: $(STAMP)
 	@echo "== 4. push the model to the car"
 	$(BIN)/deploy push $(DEMO)/searches/demo --car $(DEMO_CAR) \
 		--robot-cmd $(abspath $(BIN))/robot
-	@echo "== 5. the car's model and the expert on oval, figure8 and random:7"
+	@echo "== 5. the car's model beside the expert: oval (trained on), figure8 and random:7 (never seen)"
 	$(BIN)/trainer evaluate --sim --model $(DEMO_CAR)/models/current \
 		--tracks oval,figure8,random:7 --minutes 1 \
 		--gif $(DEMO)/evaluate.gif --json $(DEMO)/evaluate.json

@@ -34,7 +34,7 @@ SPACE = {
     "optimizer": "adam",
     "head": "dk",
 }
-EPOCHS = 6
+EPOCHS = 4
 #: The held-out world, and how long the pilot drives it.
 TEST_TRACK = TrackSpec("figure8", 0)
 TEST_MINUTES = 1.0
