@@ -6,31 +6,30 @@ Each subcommand lives in the module that does the work; that module's
 
 from __future__ import annotations
 
-import importlib
+import argparse
 from collections.abc import Sequence
 
-from shared.cli import make_parser, run
+from shared.cli import make_group_parser, run
 
 #: Modules with an ``add_commands(subparsers)`` function, in --help order.
 COMMAND_MODULES: list[str] = ["deploy.push", "deploy.pull", "deploy.status"]
 
 EPILOG = """\
 examples:
-  deploy push searches/demo --car pi@malpi.local
-  deploy pull --car pi@malpi.local
+  deploy push searches/first --car pi@malpi.local
+  deploy pull --car pi@malpi.local --into drives
+  deploy status --car pi@malpi.local
+  deploy rollback --car pi@malpi.local
 """
 
 
-def build_parser():
-    parser = make_parser(
+def build_parser() -> argparse.ArgumentParser:
+    return make_group_parser(
         "deploy",
         "Push models to a MaLPi car and pull its drives home.",
         EPILOG,
+        COMMAND_MODULES,
     )
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(subparsers)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

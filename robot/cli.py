@@ -7,30 +7,30 @@ TensorFlow.
 
 from __future__ import annotations
 
-import importlib
+import argparse
 from collections.abc import Sequence
 
-from shared.cli import make_parser, run
+from shared.cli import make_group_parser, run
 
 #: Modules with an ``add_commands(subparsers)`` function, in --help order.
 COMMAND_MODULES: list[str] = ["robot.drive_cli", "robot.modelstore"]
 
 EPILOG = """\
 examples:
-  robot drive --sim
+  robot drive                       # on the car: camera, motors, web app
+  robot drive --sim                 # anywhere: the simulated car and track
+  robot check                       # one-screen self-test
+  robot model list
 """
 
 
-def build_parser():
-    parser = make_parser(
+def build_parser() -> argparse.ArgumentParser:
+    return make_group_parser(
         "robot",
         "Drive a MaLPi car: by hand from a browser, or by its model.",
         EPILOG,
+        COMMAND_MODULES,
     )
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(subparsers)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

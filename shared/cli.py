@@ -8,6 +8,7 @@ stderr with exit code 2; ``--debug`` shows the full traceback and DEBUG logs.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -30,6 +31,22 @@ def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentPa
         "--debug", action="store_true", help="DEBUG logs and full tracebacks"
     )
     parser.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    return parser
+
+
+def make_group_parser(
+    prog: str, description: str, epilog: str, command_modules: Sequence[str]
+) -> argparse.ArgumentParser:
+    """A console script's parser: one subcommand group per module.
+
+    Each module in ``command_modules`` has an ``add_commands(subparsers)``
+    function that registers the subcommands it implements, so a command is
+    listed only once the module that does the work exists.
+    """
+    parser = make_parser(prog, description, epilog)
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in command_modules:
+        importlib.import_module(name).add_commands(subparsers)
     return parser
 
 

@@ -7,11 +7,11 @@ by the subcommands that train, so ``trainer data`` starts at once.
 
 from __future__ import annotations
 
-import importlib
+import argparse
 import os
 from collections.abc import Sequence
 
-from shared.cli import make_parser, run
+from shared.cli import make_group_parser, run
 
 #: Modules with an ``add_commands(subparsers)`` function, in --help order.
 COMMAND_MODULES: list[str] = [
@@ -25,19 +25,20 @@ EPILOG = """\
 examples:
   trainer data import-donkey ../shared/data/donkeycar-tub drives/
   trainer data stats drives/
+  trainer search drives/ --name first --trials 30 --epochs 10
+  trainer report searches/first
+  trainer export searches/first
+  trainer evaluate --sim --model searches/first/export/int8
 """
 
 
-def build_parser():
-    parser = make_parser(
+def build_parser() -> argparse.ArgumentParser:
+    return make_group_parser(
         "trainer",
         "Train, search, report on and export MaLPi drive models.",
         EPILOG,
+        COMMAND_MODULES,
     )
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(subparsers)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
