@@ -60,13 +60,13 @@ from trainer.search import (
     RERUN_SEED_BASE,
     TRIAL_SEED_STRIDE,
     SearchOptions,
-    _best,
-    _check_resumable,
-    _format_params,
-    _load_trials,
-    _records,
-    _rerun_key,
-    _trial_line,
+    check_resumable,
+    choose_best,
+    format_params,
+    load_trials,
+    rerun_rank_key,
+    trial_line,
+    trial_records,
 )
 from trainer.space import default_space, largest_batch, to_hyperopt, to_params
 from trainer.space import validate_space as _validate_space
@@ -521,9 +521,9 @@ def run_ray_search(
         meta = searchdir.new_meta(space, options_data, dataset.summary())
         searchdir.write_meta(path, meta)
     else:
-        _check_resumable(path, meta, space, options, dataset)
-    trials = _load_trials(path)
-    records = _records(trials)
+        check_resumable(path, meta, space, options, dataset)
+    trials = load_trials(path)
+    records = trial_records(trials)
     if records:
         echo(f"resuming {path.name}: {len(records)} of {options.trials} trials done")
     remaining = options.trials - len(trials.trials)
@@ -593,18 +593,18 @@ def run_ray_search(
             tuner.fit()
         finally:
             writer.stop()
-        records = _records(trials)
+        records = trial_records(trials)
 
     echo(describe_savings(records))
 
     # Re-run the best configurations as Ray tasks, one per run.
     reruns = _rerun_top(path, records, data_ref, options, trial_cpus, echo)
-    best = _best(records, reruns, options.objective)
+    best = choose_best(records, reruns, options.objective)
     if best is not None:
         searchdir.write_best(path, best)
         echo(
             f"best: score {best['score']:.4f} ± {best['score_std']:.4f} "
-            f"({best['source']}, run {best['run']}): {_format_params(best['params'])}"
+            f"({best['source']}, run {best['run']}): {format_params(best['params'])}"
         )
     else:
         echo("no trial finished with a score: see the errors in trials.jsonl")
@@ -667,8 +667,8 @@ class _RecordWriter:
                 model_path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(model_path, model)
         _append_trial(self.trials, tid, record, hyperopt_vals(record, self.space))
-        searchdir.write_trials(self.path, self.trials, _records(self.trials))
-        self.echo(_trial_line(_records(self.trials), self.options.trials))
+        searchdir.write_trials(self.path, self.trials, trial_records(self.trials))
+        self.echo(trial_line(trial_records(self.trials), self.options.trials))
 
 
 def trial_record(entry: dict[str, Any], tid: int, options: SearchOptions) -> dict:
@@ -865,7 +865,7 @@ def _rerun_top(
                     "runs": runs,
                 }
             )
-    reruns.sort(key=_rerun_key, reverse=True)
+    reruns.sort(key=rerun_rank_key, reverse=True)
     searchdir.write_reruns(path, reruns)
     echo("re-run ranking (mean over runs):")
     for rank, rerun in enumerate(reruns, 1):
@@ -873,7 +873,7 @@ def _rerun_top(
         std = "" if rerun["std"] is None else f" ± {rerun['std']:.4f}"
         echo(
             f"  {rank}. trial {rerun['source_tid']}: {mean}{std} "
-            f"(search {rerun['search_score']:.4f})  {_format_params(rerun['params'])}"
+            f"(search {rerun['search_score']:.4f})  {format_params(rerun['params'])}"
         )
     return reruns
 

@@ -176,9 +176,9 @@ def run_search(
         searchdir.write_meta(path, meta)
         log.info("new search in %s", path)
     else:
-        _check_resumable(path, meta, space, options, dataset)
-    trials = _load_trials(path)
-    records = _records(trials)
+        check_resumable(path, meta, space, options, dataset)
+    trials = load_trials(path)
+    records = trial_records(trials)
     searchdir.write_jsonl(path / searchdir.TRIALS_FILE, records)
     if records:
         echo(f"resuming {path.name}: {len(records)} of {options.trials} trials done")
@@ -206,20 +206,20 @@ def run_search(
             board=board,
         )
         _fmin_one(objective, hyperopt_space, algo, trials, options.seed + tid)
-        records = _records(trials)
+        records = trial_records(trials)
         searchdir.write_trials(path, trials, records)
-        echo(_trial_line(records, options.trials))
+        echo(trial_line(records, options.trials))
     if options.early_stopping is not None:
         echo(describe_savings(records))
 
     # Re-run the best configurations with more seeds.
     reruns = _rerun_top(path, records, dataset, options, echo)
-    best = _best(records, reruns, options.objective)
+    best = choose_best(records, reruns, options.objective)
     if best is not None:
         searchdir.write_best(path, best)
         echo(
             f"best: score {best['score']:.4f} ± {best['score_std']:.4f} "
-            f"({best['source']}, run {best['run']}): {_format_params(best['params'])}"
+            f"({best['source']}, run {best['run']}): {format_params(best['params'])}"
         )
     else:
         echo("no trial finished with a score: see the errors in trials.jsonl")
@@ -311,7 +311,7 @@ def _algorithm(options: SearchOptions) -> Callable[..., Any]:
     return partial(tpe.suggest, n_startup_jobs=options.startup_trials)
 
 
-def _load_trials(path: Path) -> Any:
+def load_trials(path: Path) -> Any:
     from hyperopt import Trials
 
     trials = searchdir.read_trials_pickle(path)
@@ -319,11 +319,11 @@ def _load_trials(path: Path) -> Any:
     return Trials() if trials is None else trials
 
 
-def _records(trials: Any) -> list[dict[str, Any]]:
+def trial_records(trials: Any) -> list[dict[str, Any]]:
     return [t["result"]["record"] for t in trials.trials if "record" in t["result"]]
 
 
-def _check_resumable(
+def check_resumable(
     path: Path,
     meta: dict[str, Any],
     space: dict[str, Any],
@@ -353,7 +353,7 @@ def _check_resumable(
         )
 
 
-def _trial_line(records: list[dict[str, Any]], total: int) -> str:
+def trial_line(records: list[dict[str, Any]], total: int) -> str:
     record = records[-1]
     ok = [r for r in records if r["status"] == "ok" and r["score"] is not None]
     best = max(ok, key=lambda r: r["score"]) if ok else None
@@ -367,11 +367,11 @@ def _trial_line(records: list[dict[str, Any]], total: int) -> str:
     best_text = f"best {best['score']:.4f} (trial {best['tid']})" if best else "best -"
     return (
         f"trial {record['tid']:>3} ({len(records)}/{total})  {score}  {best_text}  "
-        f"{seconds:6.1f} s  {_format_params(record['params'])}"
+        f"{seconds:6.1f} s  {format_params(record['params'])}"
     )
 
 
-def _format_params(params: dict[str, Any]) -> str:
+def format_params(params: dict[str, Any]) -> str:
     parts = []
     for name, value in params.items():
         if isinstance(value, float):
@@ -439,9 +439,9 @@ def _rerun_top(
                 "runs": data["runs"],
             }
         )
-        reruns.sort(key=_rerun_key, reverse=True)
+        reruns.sort(key=rerun_rank_key, reverse=True)
         searchdir.write_reruns(path, reruns)
-    reruns.sort(key=_rerun_key, reverse=True)
+    reruns.sort(key=rerun_rank_key, reverse=True)
     searchdir.write_reruns(path, reruns)
 
     echo("re-run ranking (mean over runs):")
@@ -450,17 +450,17 @@ def _rerun_top(
         std = "" if rerun["std"] is None else f" ± {rerun['std']:.4f}"
         echo(
             f"  {rank}. trial {rerun['source_tid']}: {mean}{std} "
-            f"(search {rerun['search_score']:.4f})  {_format_params(rerun['params'])}"
+            f"(search {rerun['search_score']:.4f})  {format_params(rerun['params'])}"
         )
     return reruns
 
 
-def _rerun_key(rerun: dict[str, Any]) -> float:
+def rerun_rank_key(rerun: dict[str, Any]) -> float:
     mean = rerun.get("mean")
     return mean if isinstance(mean, (int, float)) and math.isfinite(mean) else -1.0
 
 
-def _best(
+def choose_best(
     records: list[dict[str, Any]], reruns: list[dict[str, Any]], objective: str
 ) -> dict[str, Any] | None:
     """best.json: the top configuration and its best run (for export)."""

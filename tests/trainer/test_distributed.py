@@ -150,7 +150,7 @@ def _run(command: list[str]) -> subprocess.CompletedProcess:
     )
 
 
-def _records(search: Path) -> list[dict]:
+def trial_records(search: Path) -> list[dict]:
     lines = (search / "trials.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines if line.strip()]
 
@@ -241,14 +241,14 @@ def test_ray_search_resumes_after_the_driver_is_killed(
     finally:
         if driver.poll() is None:
             driver.kill()
-    first = _records(search)
+    first = trial_records(search)
     assert 1 <= len(first) < 3
 
     done = _run(command)
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"resuming tiny: {len(first)} of 3 trials done" in done.stdout
-    records = _records(search)
+    records = trial_records(search)
     assert [r["tid"] for r in records] == [0, 1, 2]
     assert records[: len(first)] == first
 
