@@ -8,7 +8,6 @@ by the subcommands that train, so ``trainer data`` starts at once.
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 
 from shared.cli import make_group_parser, run
@@ -42,9 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # TensorFlow's C++ start-up chatter drowns the one-line progress and errors;
-    # a user who wants it sets TF_CPP_MIN_LOG_LEVEL themselves.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return run(build_parser(), argv)
 
 
