@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXTRAS := robot,trainer,ray,dev
 
-.PHONY: test lint format demo clean
+.PHONY: test lint format demo clean bench bench-sim bench-robot bench-web bench-trainer \
+	bench-deploy bench-early-stopping
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +73,28 @@ demo: $(STAMP)
 		echo "== 6. the model drives the figure-eight: open the URL below, take over any time; Ctrl-C stops"; \
 		$(BIN)/robot drive --sim --home $(DEMO_CAR) --mode pilot --track figure8; \
 	fi
+
+# Benchmarks: each prints its figures and the baseline it is compared with,
+# as a ratio, in one run. The README quotes them with these commands.
+bench: bench-sim bench-robot bench-web bench-deploy bench-trainer
+
+bench-sim: $(STAMP)
+	$(BIN)/python benchmarks/bench_sim.py
+
+bench-robot: $(STAMP)
+	$(BIN)/python benchmarks/bench_robot.py
+
+bench-web: $(STAMP)
+	$(BIN)/python benchmarks/bench_web.py --seconds 10
+
+bench-deploy: $(STAMP)
+	$(BIN)/python benchmarks/bench_deploy.py
+
+bench-trainer: $(STAMP)
+	$(BIN)/python benchmarks/bench_trainer.py --epochs 8
+
+bench-early-stopping: $(STAMP)
+	$(BIN)/python benchmarks/bench_early_stopping.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
