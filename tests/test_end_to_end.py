@@ -1,11 +1,12 @@
-"""The whole loop on the simulator: record, train, export, drive a new track.
+"""The whole loop on the simulator: record, train, export, drive new tracks.
 
 The expert records drives with noise injection (so that the learner sees
-recoveries) on an oval and a random track; a one-trial search trains the
-seed's CNN through the trainer's own command line; ``trainer export`` makes
-the int8 TFLite model the car runs; and ``robot.pilot.Pilot``, the car's
-runtime, must then drive a full lap of the figure-eight, a shape it never
-saw, without leaving the track.
+recoveries) on an oval and two random tracks (tile and wood floors); a
+one-trial search trains the seed's CNN through the trainer's own command
+line; ``trainer export`` makes the int8 TFLite model the car runs; and
+``robot.pilot.Pilot``, the car's runtime, must then drive a full lap of the
+figure-eight and of another random track on a carpet, shapes and a floor it
+never saw, without leaving the track.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ SPACE = {
     "head": "dk",
 }
 EPOCHS = 4
-#: The held-out world, and how long the pilot drives it.
-TEST_TRACK = TrackSpec("figure8", 0)
+#: Held-out worlds (shapes and a carpet floor never trained on), and how
+#: long the pilot drives each.
+TEST_TRACKS = (TrackSpec("figure8", 0), TrackSpec("random", 7))
 TEST_MINUTES = 1.0
 
 
@@ -78,10 +80,11 @@ def test_end_to_end_pilot_drives_a_lap_of_a_track_it_never_saw(
     folder = tmp_path / "searches" / "e2e"
     assert trainer(["--quiet", "export", str(folder), "--quantize", "int8"]) == 0
 
-    # Drive: the car's own pilot on a track shape it was not trained on.
-    (result,) = evaluate_model(folder, [TEST_TRACK], duration_s=TEST_MINUTES * 60)
-    model = result.model
-    assert model is not None
-    summary = f"model: {model.summary()}; expert: {result.expert.summary()}"
-    assert model.clean_laps >= 1, summary
-    assert model.departures == 0, summary
+    # Drive: the car's own pilot on track shapes it was not trained on.
+    results = evaluate_model(folder, TEST_TRACKS, duration_s=TEST_MINUTES * 60)
+    for result in results:
+        model = result.model
+        assert model is not None
+        summary = f"model: {model.summary()}; expert: {result.expert.summary()}"
+        assert model.clean_laps >= 1, summary
+        assert model.departures == 0, summary
