@@ -11,8 +11,6 @@ pilot's inference time per runtime and the loop's own overhead.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import multiprocessing
 import os
@@ -175,9 +173,10 @@ def _make_car(config: RobotConfig, args: argparse.Namespace) -> _Car:
     """Build the camera and drivetrain; sim ones share one simulated world."""
     world = None
     uses_sim = "sim" in (config.camera.backend, config.motors.backend)
-    if uses_sim and importlib.util.find_spec("robot.sim.backends") is not None:
-        backends = importlib.import_module("robot.sim.backends")
-        sim = importlib.import_module("robot.sim.config")
+    if uses_sim:
+        from robot.sim import backends
+        from robot.sim import config as sim
+
         sim_config = sim.SimConfig(
             shape=args.track,
             seed=args.seed,
@@ -240,7 +239,8 @@ def _drive(args: argparse.Namespace) -> int:
         if not config.pilot.model_path and not args.autodrive:
             # Driving models/current: a `deploy push` flips it, and the new
             # model is loaded off the loop and swapped in between frames.
-            modelstore = importlib.import_module("robot.modelstore")
+            from robot import modelstore
+
             store = modelstore.ModelStore(config.home_path)
             stack.enter_context(modelstore.CurrentWatcher(store, loop.swap_pilot))
         loop.set_mode("pilot" if args.autodrive else args.mode)
@@ -265,14 +265,11 @@ def _wait_for_stop(loop: DriveLoop, timeout_s: float | None = None) -> bool:
 
 def _serve(config: RobotConfig, loop: DriveLoop) -> int:
     """Serve the web app until the loop is asked to stop."""
-    if importlib.util.find_spec("robot.web.app") is None:
-        print("robot: the web app is not installed; driving headless, Ctrl-C stops")
-        _wait_for_stop(loop)
-        return _loop_exit_code(loop)
-    web = importlib.import_module("robot.web.app")
+    from robot.web import app as web
+
     app = web.create_app(config, loop)
-    # The web app's server: waitress, enough threads for video streams and
-    # controls, and send_bytes small so each MJPEG part is flushed at once.
+    # The web app's server: waitress, with enough threads for video streams
+    # and controls, and small send buffers so that video never lags.
     server = web.make_server(app, config.web.host, config.web.port)
     port = getattr(server, "effective_port", config.web.port)
     token = app.config["MALPI_TOKEN"]
@@ -317,7 +314,8 @@ class ExpertPilot:
     name = "expert"
 
     def __init__(self, world: Any, seed: int = 0) -> None:
-        expert = importlib.import_module("robot.sim.expert")
+        from robot.sim import expert
+
         self.world = world
         self.driver = expert.ExpertDriver(world.track, world.config.expert, seed=seed)
 

@@ -54,7 +54,7 @@ from shared import __version__
 from shared.actions import ACTION_LABELS, Action
 from shared.config import RobotConfig
 from shared.drives import EDITS_NAME, LABELS_NAME, META_NAME, MODES, Drive
-from shared.errors import DriveError, HardwareError, MalpiError
+from shared.errors import ConfigError, DriveError, HardwareError, MalpiError
 from shared.frames import encode_jpeg
 
 log = logging.getLogger(__name__)
@@ -388,20 +388,26 @@ def make_server(
 
     ``port=0`` picks a free port: read it back from ``server.effective_port``.
     """
-    server = waitress.create_server(
-        app,
-        host=host,
-        port=port,
-        threads=threads,
-        ident="malpi",
-        # Video streams and held controls come and go; drop idle sockets soon.
-        channel_timeout=30,
-        clear_untrusted_proxy_headers=True,
-        # A client that cannot keep up must skip frames, not queue them: a
-        # small output buffer blocks the video generator (which then takes the
-        # newest frame) instead of piling up old frames in waitress.
-        outbuf_high_watermark=SEND_BUFFER_BYTES,
-    )
+    try:
+        server = waitress.create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="malpi",
+            # Video streams and held controls come and go; drop idle sockets soon.
+            channel_timeout=30,
+            clear_untrusted_proxy_headers=True,
+            # A client that cannot keep up must skip frames, not queue them: a
+            # small output buffer blocks the video generator (which then takes the
+            # newest frame) instead of piling up old frames in waitress.
+            outbuf_high_watermark=SEND_BUFFER_BYTES,
+        )
+    except OSError as err:
+        raise ConfigError(
+            f"cannot serve the web app on {host}:{port}: {err.strerror or err}; "
+            "stop the program using that port or choose another with --port"
+        ) from err
     # The same in the kernel: a fixed, small send buffer on every accepted
     # connection (waitress applies these options at accept; they cannot be
     # passed to create_server). Every response is small, so nothing else

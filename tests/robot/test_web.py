@@ -8,6 +8,7 @@ sees exactly what one control message did to the motors.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,17 @@ from flask.testing import FlaskClient
 from robot.cameras import PatternCamera
 from robot.drivetrains import RecordingDrivetrain
 from robot.loop import DriveLoop
-from robot.web.app import COOKIE_NAME, MJPEG_BOUNDARY, create_app, stop_streams
+from robot.web.app import (
+    COOKIE_NAME,
+    MJPEG_BOUNDARY,
+    create_app,
+    make_server,
+    stop_streams,
+)
 from shared.actions import Action
 from shared.config import RobotConfig
 from shared.drives import Drive, DriveWriter
+from shared.errors import ConfigError
 from shared.frames import decode_jpeg
 from tests.conftest import smooth_frame
 
@@ -375,3 +383,13 @@ def test_drives_api_answers_404_for_unknown_drive(
     response = client.get(f"/api/drives/{name}", headers=car.auth)
 
     assert response.status_code == 404
+
+
+def test_make_server_port_in_use_is_a_one_line_error(car: Car) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=rf"127\.0\.0\.1:{port}.*--port") as err:
+            make_server(car.app, "127.0.0.1", port)
+    assert "\n" not in str(err.value)
