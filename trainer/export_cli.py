@@ -229,6 +229,7 @@ def run_metrics(record: Any, run_name: str, run: dict[str, Any]) -> dict[str, An
         "majority_baseline",
         "collapsed",
         "epochs",
+        "laps",
     ):
         if key in run:
             metrics[key] = run[key]

@@ -89,6 +89,8 @@ class SearchView:
         ``accuracy``)."""
         if metric == "balanced_accuracy":
             return self.majority_balanced_accuracy()
+        if metric == "laps":
+            return None  # a majority-class guess has no laps to compare with
         return self.majority_baseline()
 
     def best_run(self) -> dict[str, Any] | None:
@@ -622,6 +624,8 @@ def _baseline(
 def _objective_label(view: SearchView, short: bool = False) -> str:
     if view.objective == "balanced_accuracy":
         return "balanced accuracy"
+    if view.objective == "laps":
+        return "laps" if short else "laps (closed-loop score in the simulator)"
     return "score" if short else "score (best 5-epoch mean val accuracy)"
 
 

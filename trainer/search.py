@@ -14,7 +14,8 @@
    and write rerun.jsonl and best.json.
 
 hyperopt minimises, so a trial's loss is minus its objective (the seed's
-score or balanced accuracy, mean over the trial's runs).
+score, balanced accuracy, or closed-loop laps in the simulator of
+``trainer.laps``; mean over the trial's runs).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from trainer.early_stopping import (
     StoppingRule,
     describe_savings,
 )
+from trainer.laps import DEFAULT_EVAL_MINUTES, DEFAULT_EVAL_TRACKS, check_eval_worlds
 from trainer.space import (
     DEFAULT_MAX_BATCH,
     default_space,
@@ -68,6 +70,8 @@ FIXED_OPTIONS = (
     "mirror",
     "class_weights",
     "startup_trials",
+    "eval_tracks",
+    "eval_minutes",
 )
 
 
@@ -93,6 +97,9 @@ class SearchOptions:
     startup_trials: int | None = None
     #: Keep every run's model.keras (re-runs always keep theirs).
     save_models: bool = True
+    #: With objective ``laps``: the simulator worlds and minutes per world.
+    eval_tracks: str = DEFAULT_EVAL_TRACKS
+    eval_minutes: float = DEFAULT_EVAL_MINUTES
 
     def __post_init__(self) -> None:
         for name in ("trials", "runs", "epochs", "rerun_runs"):
@@ -112,6 +119,8 @@ class SearchOptions:
             )
         if isinstance(self.early_stopping, str):
             StoppingRule(self.early_stopping)
+        if self.objective == "laps":
+            check_eval_worlds(self.eval_tracks, self.eval_minutes)
         if self.startup_trials is None:
             self.startup_trials = max(3, min(20, self.trials // 3))
 
@@ -130,6 +139,8 @@ class SearchOptions:
             class_weights=self.class_weights,
             seed=self.seed,
             save_models=self.save_models,
+            eval_tracks=self.eval_tracks,
+            eval_minutes=self.eval_minutes,
         )
 
 

@@ -31,6 +31,7 @@ from trainer.data import (
     make_train_dataset,
 )
 from trainer.early_stopping import PruningBoard
+from trainer.laps import DEFAULT_EVAL_MINUTES, DEFAULT_EVAL_TRACKS, check_eval_worlds
 from trainer.model import ModelParams
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,9 @@ def _not_retracing(record: logging.LogRecord) -> bool:
 
 logging.getLogger("tensorflow").addFilter(_not_retracing)
 
-OBJECTIVES = ("score", "balanced_accuracy")
+#: What a search maximises: the seed's score, balanced accuracy, or closed-loop
+#: driving in the simulator (``trainer.laps``).
+OBJECTIVES = ("score", "balanced_accuracy", "laps")
 MODEL_FILE = "model.keras"
 
 
@@ -65,6 +68,10 @@ class TrainOptions:
     save_models: bool = True
     #: Keras progress output: 0 silent, 1 bar, 2 a line per epoch.
     verbose: int = 0
+    #: With objective ``laps``: the simulator worlds each run drives, and
+    #: the simulated minutes per world (``trainer.laps``).
+    eval_tracks: str = DEFAULT_EVAL_TRACKS
+    eval_minutes: float = DEFAULT_EVAL_MINUTES
 
     def __post_init__(self) -> None:
         if not (isinstance(self.epochs, int) and self.epochs >= 1):
@@ -81,6 +88,8 @@ class TrainOptions:
                 f"unknown objective {self.objective!r}; use one of "
                 f"{', '.join(OBJECTIVES)}"
             )
+        if self.objective == "laps":
+            check_eval_worlds(self.eval_tracks, self.eval_minutes)
 
 
 @dataclass
@@ -101,13 +110,23 @@ class RunResult:
     stopped_early: bool
     #: Seconds spent outside ``model.fit``: building, evaluating, saving.
     overhead_s: float = 0.0
+    #: With objective ``laps``: the closed-loop score (``trainer.laps``) and
+    #: the figures it was computed from (per world); None otherwise.
+    laps: float | None = None
+    closed_loop: dict[str, Any] | None = None
 
     def objective(self, name: str) -> float:
-        """The value the search maximises: ``score`` or ``balanced_accuracy``."""
-        return float(getattr(self, name))
+        """The value the search maximises: ``score``, ``balanced_accuracy`` or
+        ``laps`` (nan when the run has none)."""
+        value = getattr(self, name)
+        return float("nan") if value is None else float(value)
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe(asdict(self))
+        """The run record; the laps fields only when the run was driven."""
+        data = asdict(self)
+        if self.closed_loop is None:
+            del data["laps"], data["closed_loop"]
+        return _json_safe(data)
 
 
 @dataclass
@@ -225,6 +244,16 @@ def train_run(
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
     figures = metrics.evaluate_run(history, dataset.y_val, y_pred, name=f"run {name}")
 
+    # Drive: with the laps objective, the model drives the simulator's worlds.
+    closed_loop = None
+    if options.objective == "laps":
+        from trainer.laps import describe, drive_keras_model
+
+        closed_loop = drive_keras_model(
+            model, options.eval_tracks, options.eval_minutes
+        )
+        log.info("run %s: %s", name, describe(closed_loop))
+
     # Save the model where the search folder layout expects it.
     if run_dir is not None and options.save_models:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -244,6 +273,8 @@ def train_run(
         train_time_s=train_time_s,
         stopped_early=epochs < options.epochs,
         overhead_s=overhead_s,
+        laps=None if closed_loop is None else closed_loop["score"],
+        closed_loop=closed_loop,
         **figures,
     )
 

@@ -18,7 +18,7 @@ from typing import Any
 from shared.actions import ACTION_LABELS
 from shared.cli import add_command
 from shared.config import TrainerConfig, load_config
-from shared.errors import ConfigError
+from shared.errors import ConfigError, SearchError
 from shared.modelcard import write_atomic
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     for name, kind in PARAM_FLAGS.items():
         train.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name)
     train.add_argument("--output", help="results folder (default models/train-TIME)")
+    _add_objective(train)
     _add_common(train)
 
     search = add_command(
@@ -77,9 +78,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     search.add_argument("--epochs", type=int, default=40, help="epochs per run")
     search.add_argument("--algo", choices=("tpe", "random"), default="tpe")
     search.add_argument("--space", help="a space file (JSON or TOML)")
-    search.add_argument(
-        "--objective", choices=("score", "balanced_accuracy"), default="score"
-    )
     search.add_argument("--seed", type=int, default=0, help="search and run seeds")
     search.add_argument(
         "--max-batch", type=int, default=128, help="largest batch of the seed's space"
@@ -112,7 +110,36 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="with --ray: CPUs and TensorFlow threads per trial "
         "(default: the cluster's CPUs / --concurrency)",
     )
+    _add_objective(search)
     _add_common(search)
+
+
+def _add_objective(parser: argparse.ArgumentParser) -> None:
+    from trainer.laps import DEFAULT_EVAL_MINUTES, DEFAULT_EVAL_TRACKS, FORMULA
+
+    parser.add_argument(
+        "--objective",
+        choices=("score", "balanced_accuracy", "laps"),
+        default="score",
+        help="what a run is scored by: score (best 5-epoch mean val accuracy), "
+        "balanced_accuracy, or laps: the run's float32 TFLite model drives the "
+        f"simulator on --eval-tracks and scores {FORMULA}",
+    )
+    parser.add_argument(
+        "--eval-tracks",
+        default=DEFAULT_EVAL_TRACKS,
+        metavar="TRACKS",
+        help="with --objective laps: the worlds each run drives, shape:SEED "
+        f"separated by commas (default {DEFAULT_EVAL_TRACKS})",
+    )
+    parser.add_argument(
+        "--eval-minutes",
+        type=float,
+        default=DEFAULT_EVAL_MINUTES,
+        metavar="MINUTES",
+        help="with --objective laps: simulated minutes per world "
+        f"(default {DEFAULT_EVAL_MINUTES:g})",
+    )
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -160,6 +187,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from trainer import metrics
     from trainer.data import load_dataset
+    from trainer.laps import describe as describe_laps
     from trainer.model import ModelParams
     from trainer.train import TrainOptions, run_trial
 
@@ -172,6 +200,9 @@ def _train(args: argparse.Namespace) -> int:
         mirror=args.mirror,
         class_weights=args.class_weights,
         seed=0,
+        objective=args.objective,
+        eval_tracks=args.eval_tracks,
+        eval_minutes=args.eval_minutes,
     )
     output = Path(
         args.output or project / "models" / time.strftime("train-%Y%m%d-%H%M%S")
@@ -187,9 +218,13 @@ def _train(args: argparse.Namespace) -> int:
     # Results: a table, and the same records a search keeps.
     runs = [run.to_dict() for run in result.runs]
     print(format_runs_table(runs))
+    for run in result.runs:
+        if run.closed_loop is not None:
+            print(f"run {run.run}: {describe_laps(run.closed_loop)}")
     balanced = metrics.mean_std([r.balanced_accuracy for r in result.runs])
+    objective = options.objective
     print(
-        f"configuration: score {result.score:.4f} ± {result.score_std:.4f}, "
+        f"configuration: {objective} {result.score:.4f} ± {result.score_std:.4f}, "
         f"balanced accuracy {balanced[0]:.4f} ± {balanced[1]:.4f}, "
         f"majority baseline {result.runs[0].majority_baseline:.4f}"
         if result.runs
@@ -204,14 +239,16 @@ def _train(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
     write_atomic(output / "train.json", (json.dumps(summary, indent=2) + "\n").encode())
     if result.runs:
-        best_run = max(runs, key=lambda r: r["score"] if r["score"] is not None else -1)
+        best_run = max(
+            runs, key=lambda r: r[objective] if r[objective] is not None else -1
+        )
         best = {
             "params": params.to_dict(),
             "score": summary["score"],
             "score_std": summary["score_std"],
-            "objective": "score",
+            "objective": objective,
             "run": best_run["run"],
-            "run_score": best_run["score"],
+            "run_score": best_run[objective],
             "source": "train",
         }
         write_atomic(output / "best.json", (json.dumps(best, indent=2) + "\n").encode())
@@ -307,12 +344,20 @@ def _search(args: argparse.Namespace) -> int:
         mirror=args.mirror,
         class_weights=args.class_weights,
         startup_trials=args.startup_trials,
+        eval_tracks=args.eval_tracks,
+        eval_minutes=args.eval_minutes,
     )
     space = load_space(args.space) if args.space else None
 
     # Refuse a folder of another format, or an unreachable cluster, before
     # loading any data.
     read_meta(path)
+    if args.ray and options.objective == "laps":
+        raise SearchError(
+            "--objective laps drives each run in the simulator after training, "
+            "which the Ray search does not do (it scores runs epoch by epoch); "
+            "drop --ray or pick another objective"
+        )
     if args.ray:
         from trainer.distributed import RayOptions, connect
 
