@@ -64,6 +64,7 @@ from trainer.search import (
     choose_best,
     format_params,
     load_trials,
+    print_rerun_ranking,
     rerun_rank_key,
     trial_line,
     trial_records,
@@ -867,14 +868,7 @@ def _rerun_top(
             )
     reruns.sort(key=rerun_rank_key, reverse=True)
     searchdir.write_reruns(path, reruns)
-    echo("re-run ranking (mean over runs):")
-    for rank, rerun in enumerate(reruns, 1):
-        mean = "failed" if rerun["mean"] is None else f"{rerun['mean']:.4f}"
-        std = "" if rerun["std"] is None else f" ± {rerun['std']:.4f}"
-        echo(
-            f"  {rank}. trial {rerun['source_tid']}: {mean}{std} "
-            f"(search {rerun['search_score']:.4f})  {format_params(rerun['params'])}"
-        )
+    print_rerun_ranking(reruns, echo)
     return reruns
 
 

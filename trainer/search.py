@@ -454,7 +454,14 @@ def _rerun_top(
         searchdir.write_reruns(path, reruns)
     reruns.sort(key=rerun_rank_key, reverse=True)
     searchdir.write_reruns(path, reruns)
+    print_rerun_ranking(reruns, echo)
+    return reruns
 
+
+def print_rerun_ranking(
+    reruns: list[dict[str, Any]], echo: Callable[[str], None]
+) -> None:
+    """A line per re-run configuration, best mean first."""
     echo("re-run ranking (mean over runs):")
     for rank, rerun in enumerate(reruns, 1):
         mean = "failed" if rerun["mean"] is None else f"{rerun['mean']:.4f}"
@@ -463,7 +470,6 @@ def _rerun_top(
             f"  {rank}. trial {rerun['source_tid']}: {mean}{std} "
             f"(search {rerun['search_score']:.4f})  {format_params(rerun['params'])}"
         )
-    return reruns
 
 
 def rerun_rank_key(rerun: dict[str, Any]) -> float:
