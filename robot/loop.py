@@ -13,6 +13,14 @@ Safety, in the order the loop checks it:
   all, is never acted on: the car stops and the frame is counted as stale;
 - in user mode the car stops when no command arrived for
   ``config.web.deadman_ms`` (the deadman);
+- in the pilot modes, once a browser has shown life (``heartbeat``: the web
+  app calls it on every status poll and control message of an authenticated
+  page) since the mode was entered, the car stops when that browser then goes
+  quiet for ``config.web.deadman_ms``: the loop switches to user mode and says
+  why in ``status()["message"]`` (the browser watch, off when
+  ``config.web.pilot_deadman`` is false). A pilot started without any browser
+  (``robot drive --mode pilot`` before a page is open, ``--autodrive``) is not
+  watched until a browser shows up;
 - the motors stop when the loop exits, on any exception in it (logged), and
   on SIGTERM/SIGINT (the command line turns those into ``stop``).
 
@@ -51,6 +59,8 @@ WINDOW_STEPS = 30
 #: How often the free disk space is measured.
 DISK_CHECK_INTERVAL_S = 2.0
 NO_PILOT_MESSAGE = "no model loaded: the car stays stopped until one is deployed"
+#: The modes in which the pilot drives.
+PILOT_MODES = ("pilot", "correction")
 
 
 class _Rolling:
@@ -113,6 +123,11 @@ class DriveLoop:
         self._user_source = ""
         self._last_command_s: float | None = None
         self._skip_stopped = config.skip_stopped
+        # The browser watch: the last sign of life from a browser, and whether
+        # one has shown life since the current pilot mode was entered.
+        self._pilot_deadman = config.web.pilot_deadman
+        self._last_heartbeat_s: float | None = None
+        self._browser_watching = False
 
         # The pilot, and the one waiting to be swapped in.
         self._pilot = pilot
@@ -230,6 +245,7 @@ class DriveLoop:
 
     def _step(self) -> Action:
         self._swap_pending_pilot()
+        self._check_browser(self._clock())
 
         # The newest frame not used yet; a missing or stale frame stops the car.
         frame = self._next_frame()
@@ -289,6 +305,27 @@ class DriveLoop:
         self.drivetrain.drive(action)
         self._record(frame, label, label_mode)
         return self._finish(action, started_s, age_ms, inference_ms)
+
+    def _check_browser(self, now_s: float) -> None:
+        """Leave the pilot modes when the watching browser went quiet."""
+        with self._lock:
+            if (
+                not self._pilot_deadman
+                or not self._browser_watching
+                or self._mode not in PILOT_MODES
+                or self._last_heartbeat_s is None
+                or (now_s - self._last_heartbeat_s) * 1000.0 <= self.deadman_ms
+            ):
+                return
+            message = (
+                "pilot stopped: the controlling browser went quiet for "
+                f"{self.deadman_ms:.0f} ms"
+            )
+            log.warning("%s; mode %s -> user", message, self._mode)
+            self._mode = "user"
+            self._user_action = Action.STOP
+            self._browser_watching = False
+            self._message = message
 
     def _finish(
         self,
@@ -378,6 +415,17 @@ class DriveLoop:
             self._user_source = source
             self._last_command_s = self._clock()
 
+    def heartbeat(self, source: str = "web") -> None:
+        """A sign of life from a browser; in a pilot mode it arms the watch.
+
+        From then on, a browser quiet for ``deadman_ms`` stops the pilot.
+        """
+        with self._lock:
+            self._last_heartbeat_s = self._clock()
+            if self._mode in PILOT_MODES and not self._browser_watching:
+                log.info("browser watch armed by %s in %s mode", source, self._mode)
+                self._browser_watching = True
+
     def set_mode(self, mode: str) -> None:
         """Switch between ``user``, ``pilot`` and ``correction``.
 
@@ -393,6 +441,8 @@ class DriveLoop:
             self._mode = mode
             # A command given in one mode must not carry into the next.
             self._user_action = Action.STOP
+            # Only a browser seen in this mode arms the watch.
+            self._browser_watching = False
 
     @property
     def mode(self) -> str:

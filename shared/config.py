@@ -81,6 +81,10 @@ class WebConfig:
     port: int = 8887
     #: Motors stop when no control message arrived for this long.
     deadman_ms: float = 500.0
+    #: In the pilot modes, stop the car (back to user mode) when a browser
+    #: that was watching goes quiet for deadman_ms; a pilot started with no
+    #: browser open is not affected until one shows up.
+    pilot_deadman: bool = True
     #: Access token; empty means a new random one at each start.
     token: str = ""
 

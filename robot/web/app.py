@@ -8,10 +8,14 @@
   index in an ``X-Frame-Index`` header;
 - ``POST /api/control`` a small JSON object with any of ``action``, ``mode``,
   ``recording`` and ``skip_stopped``; every ``action`` also feeds the loop's
-  deadman, so a page keeps sending while a control is held;
+  deadman, so a page keeps sending while a control is held, and every message
+  is a browser heartbeat (see below);
 - ``GET /frame.jpg`` the newest frame alone, ``GET /map.png`` the simulator's
   top-down map (404 on a real car);
-- ``GET /api/status`` the loop's status;
+- ``GET /api/status`` the loop's status; each call is a browser heartbeat,
+  so the driving page's polling keeps a pilot driving and its silence stops
+  it (``DriveLoop.heartbeat``; the token check runs first, so only an
+  authenticated page counts);
 - ``GET /api/drives``, ``GET /api/drives/<name>``,
   ``GET /api/drives/<name>/frames/<index>.jpg`` and
   ``POST /api/drives/<name>/edit`` to review and clean recorded drives.
@@ -312,10 +316,12 @@ def create_app(config: RobotConfig, loop: Any) -> Flask:
             loop.set_skip_stopped(message["skip_stopped"])
         if "action" in message:
             loop.command(message["action"], source="web")
+        _heartbeat(loop)
         return Response(status=204)
 
     @app.get("/api/status")
     def status() -> ResponseReturnValue:
+        _heartbeat(loop)
         data = dict(loop.status())
         with streams_lock:
             data["video_clients"] = streams["open"]
@@ -607,6 +613,13 @@ def _drive_detail(drive: Drive) -> dict[str, Any]:
         "edits": len(drive.edits()),
         "skipped": drive.report.summary(),
     }
+
+
+def _heartbeat(loop: Any) -> None:
+    """Tell the loop a browser is alive, when the loop watches for one."""
+    beat = getattr(loop, "heartbeat", None)
+    if callable(beat):
+        beat(source="web")
 
 
 def _map_renderer(loop: Any) -> Callable[[], bytes] | None:

@@ -499,6 +499,31 @@ def test_browser_mode_buttons_switch_mode(page: Any, served: ServedCar) -> None:
     assert status["user_action"] == "stop"
 
 
+def test_browser_closing_the_page_stops_the_pilot(
+    browser: Any, served: ServedCar
+) -> None:
+    context = browser.new_context(viewport=LAPTOP)
+    page = context.new_page()
+    page.goto(f"{served.url}/?token={served.token}")
+    page.wait_for_selector("#conn[data-state=ok]")
+    page.click("[data-mode=pilot]")
+    page.wait_for_selector("[data-mode=pilot][aria-pressed=true]")
+    served.wait_for(lambda s: s["mode"] == "pilot")
+    context.close()
+
+    # Polled more slowly than the deadman, so these polls cannot keep it alive.
+    deadline = time.monotonic() + 5.0
+    status = served.status()
+    while status["mode"] != "user" and time.monotonic() < deadline:
+        time.sleep(0.7)
+        status = served.status()
+    assert status["mode"] == "user", status
+    assert status["message"] == (
+        "pilot stopped: the controlling browser went quiet for 500 ms"
+    )
+    assert served.wait_for(lambda s: s["action"] == "stop")["mode"] == "user"
+
+
 # --- drives page -------------------------------------------------------------
 
 REVIEW_ACTIONS = [Action.FORWARD, Action.LEFT, Action.RIGHT, Action.STOP] * 10

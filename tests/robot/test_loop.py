@@ -150,6 +150,71 @@ def test_loop_deadman_stops_after_500_ms_without_commands(rig, clock):
     assert loop.step() is Action.FORWARD
 
 
+def _pilot_drives(loop, camera, clock, steps: int, step_s: float = 0.1) -> list:
+    """Step the loop on frames the tiny pilot drives forward on."""
+    actions = []
+    for _ in range(steps):
+        clock.advance(step_s)
+        camera.publish(pattern_frame(Action.FORWARD), clock())
+        actions.append(loop.step())
+    return actions
+
+
+def test_loop_pilot_stops_when_the_watching_browser_goes_quiet(rig, clock):
+    loop, camera, motors = rig
+    loop.swap_pilot(MODELS / "tiny-float32").join()
+    loop.set_mode("pilot")
+    loop.heartbeat()
+    assert _pilot_drives(loop, camera, clock, 5) == [Action.FORWARD] * 5  # 500 ms
+    assert loop.mode == "pilot"
+
+    assert _pilot_drives(loop, camera, clock, 1, step_s=0.001) == [Action.STOP]
+    assert motors.values == (0.0, 0.0)
+    status = loop.status()
+    assert status["mode"] == "user"
+    assert status["message"] == (
+        "pilot stopped: the controlling browser went quiet for 500 ms"
+    )
+    # Back in user mode it stays stopped, polls or not.
+    loop.heartbeat()
+    assert _pilot_drives(loop, camera, clock, 3) == [Action.STOP] * 3
+
+
+def test_loop_pilot_keeps_driving_while_the_browser_polls(rig, clock):
+    loop, camera, motors = rig
+    loop.swap_pilot(MODELS / "tiny-float32").join()
+    loop.set_mode("correction")
+    for _ in range(4):
+        loop.heartbeat()
+        assert _pilot_drives(loop, camera, clock, 4) == [Action.FORWARD] * 4
+    assert loop.mode == "correction"
+
+
+def test_loop_pilot_started_without_a_browser_is_not_watched(rig, clock):
+    loop, camera, motors = rig
+    loop.heartbeat()  # a page seen in user mode does not arm the watch
+    loop.swap_pilot(MODELS / "tiny-float32").join()
+    loop.set_mode("pilot")
+    assert _pilot_drives(loop, camera, clock, 20) == [Action.FORWARD] * 20
+    assert loop.mode == "pilot"
+    assert loop.status()["message"] is None
+
+
+def test_loop_pilot_deadman_off_keeps_the_pilot_driving(config, clock):
+    config.web.pilot_deadman = False
+    camera = HandCamera()
+    motors = RecordingDrivetrain(speed=0.5, turn_speed=0.5)
+    loop = DriveLoop(config, camera, motors, clock=clock)
+    try:
+        loop.swap_pilot(MODELS / "tiny-float32").join()
+        loop.set_mode("pilot")
+        loop.heartbeat()
+        assert _pilot_drives(loop, camera, clock, 20) == [Action.FORWARD] * 20
+        assert loop.mode == "pilot"
+    finally:
+        loop.stop()
+
+
 def test_loop_user_override_in_correction_mode_is_recorded_as_correction(rig, clock):
     loop, camera, motors = rig
     loop.swap_pilot(MODELS / "tiny-float32").join()

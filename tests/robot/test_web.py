@@ -136,6 +136,28 @@ def test_app_token_in_url_sets_cookie_and_redirects_to_clean_url(
     assert client.get("/api/status").status_code == 200
 
 
+def test_app_status_poll_with_the_token_is_a_heartbeat(
+    car: Car, client: FlaskClient
+) -> None:
+    car.loop.set_mode("pilot")
+    assert client.get("/api/status").status_code == 401
+    assert car.loop._last_heartbeat_s is None
+    assert car.loop._browser_watching is False
+
+    assert client.get("/api/status", headers=car.auth).status_code == 200
+    assert car.loop._last_heartbeat_s is not None
+    assert car.loop._browser_watching is True
+
+
+def test_app_mode_set_from_the_page_arms_the_browser_watch(
+    car: Car, client: FlaskClient
+) -> None:
+    response = client.post("/api/control", json={"mode": "pilot"}, headers=car.auth)
+    assert response.status_code == 204
+    assert car.loop.mode == "pilot"
+    assert car.loop._browser_watching is True
+
+
 def test_app_accepts_bearer_header(car: Car, client: FlaskClient) -> None:
     response = client.get("/api/status", headers=car.auth)
 

@@ -4,7 +4,10 @@
 // action; the newest held action wins. While one is held the page re-sends it
 // every REPEAT_MS so that the car's deadman (500 ms) never trips; releasing
 // the last one sends stop once. Nothing held means nothing sent, and the
-// car's deadman stops it if the page goes quiet for any reason.
+// car's deadman stops it if the page goes quiet for any reason. The status
+// polls (every STATUS_MS) are the page's heartbeat: in the pilot modes the car
+// stops, back in user mode, when they stop for the deadman time (a closed or
+// throttled hidden tab, a lost link).
 "use strict";
 
 (() => {
