@@ -61,10 +61,9 @@ from trainer.search import (
     TRIAL_SEED_STRIDE,
     SearchOptions,
     check_resumable,
-    choose_best,
-    format_params,
     load_trials,
     print_rerun_ranking,
+    record_best,
     rerun_rank_key,
     trial_line,
     trial_records,
@@ -600,15 +599,7 @@ def run_ray_search(
 
     # Re-run the best configurations as Ray tasks, one per run.
     reruns = _rerun_top(path, records, data_ref, options, trial_cpus, echo)
-    best = choose_best(records, reruns, options.objective)
-    if best is not None:
-        searchdir.write_best(path, best)
-        echo(
-            f"best: score {best['score']:.4f} ± {best['score_std']:.4f} "
-            f"({best['source']}, run {best['run']}): {format_params(best['params'])}"
-        )
-    else:
-        echo("no trial finished with a score: see the errors in trials.jsonl")
+    record_best(path, records, reruns, options.objective, echo)
     return searchdir.load_search(path)
 
 
@@ -819,17 +810,17 @@ def _rerun_top(
     existing = {
         r["source_tid"]: r for r in searchdir.read_jsonl(path / searchdir.RERUN_FILE)
     }
-    todo = [r for r in top if r["tid"] not in existing]
+    to_rerun = [r for r in top if r["tid"] not in existing]
     reruns = [existing[r["tid"]] for r in top if r["tid"] in existing]
-    if todo:
+    if to_rerun:
         echo(
-            f"re-running {len(todo)} configurations with {options.rerun_runs} runs "
+            f"re-running {len(to_rerun)} configurations with {options.rerun_runs} runs "
             "each on the cluster"
         )
         train_data = {**asdict(options.train_options(runs=1)), "save_models": True}
         task = ray.remote(num_cpus=trial_cpus)(_rerun_one)
         pending = {}
-        for record in todo:
+        for record in to_rerun:
             base = options.seed + RERUN_SEED_BASE + TRIAL_SEED_STRIDE * record["tid"]
             for k in range(options.rerun_runs):
                 name = f"rerun{record['tid']}-{k}"
@@ -845,7 +836,7 @@ def _rerun_top(
                 model_path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(model_path, model)
             results.setdefault(record["tid"], []).append((name, run, error))
-        for record in todo:
+        for record in to_rerun:
             done = results[record["tid"]]
             runs = [run for _, run, _ in done if run is not None]
             errors = [error for _, _, error in done if error]

@@ -225,15 +225,7 @@ def run_search(
 
     # Re-run the best configurations with more seeds.
     reruns = _rerun_top(path, records, dataset, options, echo)
-    best = choose_best(records, reruns, options.objective)
-    if best is not None:
-        searchdir.write_best(path, best)
-        echo(
-            f"best: score {best['score']:.4f} ± {best['score_std']:.4f} "
-            f"({best['source']}, run {best['run']}): {format_params(best['params'])}"
-        )
-    else:
-        echo("no trial finished with a score: see the errors in trials.jsonl")
+    record_best(path, records, reruns, options.objective, echo)
     return searchdir.load_search(path)
 
 
@@ -456,6 +448,25 @@ def _rerun_top(
     searchdir.write_reruns(path, reruns)
     print_rerun_ranking(reruns, echo)
     return reruns
+
+
+def record_best(
+    path: Path,
+    records: list[dict[str, Any]],
+    reruns: list[dict[str, Any]],
+    objective: str,
+    echo: Callable[[str], None],
+) -> None:
+    """Choose the configuration to export, write best.json and say which."""
+    best = choose_best(records, reruns, objective)
+    if best is None:
+        echo("no trial finished with a score: see the errors in trials.jsonl")
+        return
+    searchdir.write_best(path, best)
+    echo(
+        f"best: score {best['score']:.4f} ± {best['score_std']:.4f} "
+        f"({best['source']}, run {best['run']}): {format_params(best['params'])}"
+    )
 
 
 def print_rerun_ranking(
